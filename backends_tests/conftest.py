@@ -1,0 +1,69 @@
+"""The cross-backend test matrix.
+
+Every test that asks for ``backend`` runs once per entry of the backend table
+(``mlequations._backends.BACKENDS``); a test that also asks for ``dtype`` runs
+once per (backend, floating dtype) pair the backend supports — float64 is not
+generated for ``strict-no-float64``. ``half_dtype`` gives (backend, float16 /
+bfloat16) pairs to the tests that opt in.
+
+A backend whose library is missing is skipped with its reason, GPU backends
+with "no GPU". Set ``MLEQUATIONS_REQUIRE=torch,jax,...`` (as ``.ci/run`` does)
+to turn a missing library into a failure: CI must never pass by skipping.
+
+Markers: ``@pytest.mark.skip_xp_backend("dask", reason=...)`` and
+``@pytest.mark.xfail_xp_backend("jax-jit", reason=...)`` take a backend id or a
+library name and record a documented exception.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from mlequations._backends import BACKENDS, Backend
+
+_REQUIRED = {lib for lib in os.environ.get("MLEQUATIONS_REQUIRE", "").split(",") if lib}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    names = metafunc.fixturenames
+    if "backend" not in names:
+        return
+    if "dtype" in names:
+        pairs = [(b, d) for b in BACKENDS for d in b.dtypes()]
+        metafunc.parametrize(
+            ("backend", "dtype"), pairs, indirect=["backend"], ids=[f"{b.id}-{d}" for b, d in pairs]
+        )
+    elif "half_dtype" in names:
+        pairs = [(b, d) for b in BACKENDS for d in b.half]
+        metafunc.parametrize(
+            ("backend", "half_dtype"),
+            pairs,
+            indirect=["backend"],
+            ids=[f"{b.id}-{d}" for b, d in pairs],
+        )
+    else:
+        metafunc.parametrize("backend", BACKENDS, indirect=True, ids=[b.id for b in BACKENDS])
+
+
+def _matches(marker: pytest.Mark, backend: Backend) -> bool:
+    return marker.args[0] in (backend.id, backend.library)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """The backend under test (see ``mlequations._backends.Backend``)."""
+    b: Backend = request.param
+    reason = b.skip_reason()
+    if reason is not None:
+        if b.library in _REQUIRED and not b.gpu:
+            pytest.fail(f"{b.id} is required by MLEQUATIONS_REQUIRE but {reason}")
+        pytest.skip(reason)
+    for marker in request.node.iter_markers("skip_xp_backend"):
+        if _matches(marker, b):
+            pytest.skip(marker.kwargs["reason"])
+    for marker in request.node.iter_markers("xfail_xp_backend"):
+        if _matches(marker, b):
+            request.applymarker(pytest.mark.xfail(reason=marker.kwargs["reason"], strict=True))
+    return b

@@ -1,0 +1,49 @@
+"""The documentation: every snippet runs, and the site builds strictly.
+
+The Markdown pages' own ``>>>`` examples run through pytest's doctest collection
+(``--doctest-glob=*.md`` over ``docs/content`` in ``pyproject.toml``).
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SNIPPETS = sorted((ROOT / "docs" / "snippets").glob("*.py"))
+
+
+@pytest.mark.parametrize("snippet", SNIPPETS, ids=[s.stem for s in SNIPPETS])
+def test_snippet_runs(snippet, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # snippets that write figures write them here
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    runpy.run_path(str(snippet), run_name="__main__")
+
+
+def test_site_builds_strictly(tmp_path):
+    if shutil.which("mkdocs") is None and not _has_module("mkdocs"):
+        pytest.skip("mkdocs not installed (pip install '.[docs]')")
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml",
+         "-d", str(tmp_path / "site")],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    import mlequations
+
+    missing = [n for n in mlequations.__all__ if n != "__version__" and n not in api]
+    assert not missing, f"not in the API reference: {missing}"
+
+
+def _has_module(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None

@@ -1,0 +1,93 @@
+"""The backend seam: namespace resolution, device and dtype policy, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlequations import _xp
+from mlequations._backends import by_id
+
+
+def _available(backend_id):
+    backend = by_id(backend_id)
+    if backend.skip_reason():
+        pytest.skip(backend.skip_reason())
+    return backend
+
+
+class TestNamespace:
+    def test_infers_the_callers_namespace(self, backend):
+        x = backend.asarray(np.ones(3), "float32")
+        assert _xp.namespace(x) is backend.xp
+
+    def test_xp_override_accepts_library_modules(self, backend):
+        assert _xp.namespace(xp=backend.module) is backend.xp
+        assert _xp.namespace(xp=backend.xp) is backend.xp
+
+    def test_mixed_libraries_name_both(self):
+        torch = _available("torch-cpu").module
+        pattern = r"numpy and torch.*`query` is a numpy.*`key` is a torch"
+        with pytest.raises(TypeError, match=pattern):
+            _xp.namespace(query=np.ones(2), key=torch.ones(2))
+
+    def test_mixed_devices_name_both(self):
+        strict = _available("strict").module
+        a = strict.asarray([1.0], device=strict.Device())
+        b = strict.asarray([1.0], device=strict.Device("device1"))
+        with pytest.raises(ValueError, match=r"different devices.*`input`.*`weight`.*device1"):
+            _xp.namespace(input=a, weight=b)
+
+    def test_torch_meta_and_cpu_do_not_mix(self):
+        torch = _available("torch-meta").module
+        with pytest.raises(ValueError, match=r"`x`.*`y` is on meta"):
+            _xp.namespace(x=torch.ones(2), y=torch.ones(2, device="meta"))
+
+    def test_none_and_scalars_are_ignored(self):
+        assert _xp.namespace(np.ones(2), None, 3.0, bias=None) is _xp.namespace(np.ones(2))
+
+    def test_no_arrays_needs_xp(self):
+        with pytest.raises(TypeError, match="xp="):
+            _xp.namespace(None)
+
+    def test_xp_must_be_a_library(self):
+        with pytest.raises(TypeError, match="xp must be an array library"):
+            _xp.namespace(xp="numpy")
+
+
+class TestDtypePolicy:
+    def test_float_inputs_keep_their_dtype(self, backend, dtype):
+        x = backend.asarray(np.ones(2), dtype)
+        out, work = _xp.float_dtypes(backend.xp, x)
+        assert out == backend.dtype(dtype) == work
+
+    def test_integers_promote_to_the_default_float(self, backend):
+        x = backend.asarray(np.arange(3))
+        out, work = _xp.float_dtypes(backend.xp, x)
+        info = backend.xp.__array_namespace_info__()
+        assert out == work == info.default_dtypes(device=backend.device)["real floating"]
+
+    def test_half_computes_in_float32(self, backend, half_dtype):
+        x = backend.asarray(np.ones(2), half_dtype)
+        out, work = _xp.float_dtypes(backend.xp, x)
+        assert out == backend.dtype(half_dtype)
+        assert work == backend.dtype("float32")
+
+    def test_mixed_float_and_int_takes_the_float(self, backend):
+        x = backend.asarray(np.ones(2), "float32")
+        y = backend.asarray(np.arange(2))
+        assert _xp.float_dtypes(backend.xp, x, y)[0] == backend.dtype("float32")
+
+    def test_complex_is_rejected_by_name(self):
+        with pytest.raises(TypeError, match="`target` must be a real array"):
+            _xp.float_dtypes(np, target=np.ones(2, dtype=np.complex128))
+
+
+class TestScalar:
+    def test_scalar_takes_dtype_and_device(self, backend, dtype):
+        x = backend.asarray(np.ones(2), dtype)
+        s = _xp.scalar(0.5, x)
+        assert s.dtype == x.dtype
+        assert s.shape == ()
+        if backend.device is not None:
+            assert backend.device_of(s) == backend.device

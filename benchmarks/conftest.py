@@ -1,0 +1,79 @@
+"""Shared benchmark fixtures: the performance backends and one honest timing helper.
+
+Run: ``pytest benchmarks --benchmark-only --benchmark-group-by=group``
+(``--benchmark-json=out.json`` to keep the numbers). Each group lines up the
+portable code and the backend's native kernel for one shape, so the table reads
+as "what portability costs" on each backend.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from mlequations._backends import BACKENDS, Backend
+
+# The backends worth timing: the array libraries people run models on (array-api-strict
+# is a conformance tool, read-only NumPy and torch's meta device are test devices).
+PERFORMANCE_BACKENDS = [
+    b
+    for b in BACKENDS
+    if b.id in ("numpy", "torch-cpu", "torch-cuda", "jax-jit", "jax-gpu", "cupy")
+]
+
+
+@pytest.fixture(params=PERFORMANCE_BACKENDS, ids=[b.id for b in PERFORMANCE_BACKENDS])
+def bench_backend(request: pytest.FixtureRequest) -> Backend:
+    backend: Backend = request.param
+    reason = backend.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return backend
+
+
+def _version(library: str) -> str:
+    name = {"array_api_strict": "array-api-strict"}.get(library, library)
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return "-"
+
+
+def measure(
+    benchmark: Any,
+    backend: Backend,
+    fn: Callable[..., Any],
+    *args: Any,
+    group: str,
+    impl: str,
+    flops: float | None = None,
+    rounds: int = 5,
+    **extra: Any,
+) -> Any:
+    """Time ``fn(*args)`` on `backend`: warm-up (and JIT compile) excluded, device synced.
+
+    `fn` should already be jitted where that is the point (``jax.jit``); the
+    synchronisation (``block_until_ready``, ``torch.cuda.synchronize``, the CuPy
+    stream) happens inside the timed call, so asynchronous dispatch cannot hide
+    work. `flops` gives effective GFLOP/s in ``extra_info``.
+    """
+    benchmark.group = group
+    benchmark.extra_info.update(
+        backend=backend.id,
+        library=backend.library,
+        version=_version(backend.library),
+        device=str(backend.device),
+        impl=impl,
+        **extra,
+    )
+
+    def run() -> Any:
+        return backend.sync(fn(*args))
+
+    result = benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=2)
+    if flops is not None and benchmark.stats is not None:
+        benchmark.extra_info["gflops"] = flops / benchmark.stats.stats.min / 1e9
+    return result

@@ -1,0 +1,1 @@
+"""Registry entries, one module per chapter: each defines ``EQUATIONS`` (see ``_registry``)."""

@@ -1,0 +1,177 @@
+"""The backend seam: the one module that knows array libraries exist.
+
+Every equation in mlequations starts with :func:`namespace` and then calls only
+functions of the array API standard on the namespace it returns. What the
+standard leaves open — which library an array comes from, which device it lives
+on, which floating dtype to compute in — is decided here, once:
+
+* :func:`namespace` resolves the caller's library (or the ``xp=`` override) and
+  rejects mixed libraries (``TypeError``) and mixed devices (``ValueError``),
+  naming the arguments.
+* :func:`float_dtypes` applies the dtype policy: integer and boolean inputs are
+  promoted to the namespace's default floating dtype; float16 and bfloat16 are
+  computed in float32 and cast back; complex input is a ``TypeError``.
+* :func:`scalar` makes a constant with the dtype and device of a given array, so
+  that a constant never promotes float32 to float64 nor crosses devices.
+* :func:`library_name` names an array's library for error messages.
+
+The few gaps in the standard that have no portable formulation (a general,
+non-symmetric eigen-solver) are filled here too, and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeAlias
+
+import array_api_compat
+from array_api_compat import device as device
+
+__all__ = [
+    "Array",
+    "Namespace",
+    "compute_dtype",
+    "device",
+    "float_dtypes",
+    "is_jax",
+    "library_name",
+    "namespace",
+    "scalar",
+]
+
+Array: TypeAlias = Any
+"""Any array of a library that follows (or is wrapped to follow) the standard."""
+
+Namespace: TypeAlias = Any
+"""An array API namespace: the module-like object returned by :func:`namespace`."""
+
+
+def library_name(x: object) -> str:
+    """Name the library that made `x` ("numpy", "torch", "jax", ...) for messages."""
+    module = type(x).__module__.split(".")[0]
+    return {"jaxlib": "jax", "array_api_strict": "array_api_strict"}.get(module, module)
+
+
+def _is_array(x: object) -> bool:
+    return array_api_compat.is_array_api_obj(x) and not isinstance(x, int | float | complex)
+
+
+def _resolve(xp: Any) -> Namespace:
+    """Turn a library module (``numpy``, ``torch``, ``jax.numpy``) into its namespace."""
+    if getattr(xp, "__name__", "").startswith("array_api_compat."):
+        return xp
+    # Asking the library for a 0-d array and resolving *that* maps every spelling
+    # (``numpy``, ``torch``, ``jax.numpy``, ``array_api_strict``, ``dask.array``)
+    # onto the namespace array_api_compat would give for the user's own arrays.
+    try:
+        probe = xp.asarray(0)
+    except AttributeError:
+        raise TypeError(f"xp must be an array library or namespace, got {xp!r}") from None
+    return array_api_compat.array_namespace(probe)
+
+
+def namespace(*arrays: Any, xp: Any = None, **named: Any) -> Namespace:
+    """Return the array API namespace of the inputs, after checking that they agree.
+
+    Arrays can be given positionally or by keyword; keyword names appear in the
+    error messages, so equations pass their arguments as ``namespace(query=q,
+    key=k)``. ``None`` and Python scalars are ignored.
+
+    Args:
+        *arrays: Arrays (or ``None``/Python scalars, which are skipped).
+        xp: An explicit namespace or library module; it wins over inference.
+        **named: Arrays passed under the names users know them by.
+
+    Returns:
+        The namespace: ``xp`` if given, else the one shared by all arrays.
+
+    Raises:
+        TypeError: The arrays come from different libraries.
+        ValueError: The arrays live on different devices.
+    """
+    items = [(f"argument {i}", a) for i, a in enumerate(arrays)] + list(named.items())
+    items = [(name, a) for name, a in items if a is not None and _is_array(a)]
+    libraries = {library_name(a) for _, a in items}
+    if len(libraries) > 1:
+        described = ", ".join(f"`{name}` is a {library_name(a)} array" for name, a in items)
+        raise TypeError(
+            f"inputs mix array libraries ({' and '.join(sorted(libraries))}): "
+            f"{described}; convert them to one library first"
+        )
+    devices = {}
+    for name, a in items:
+        dev = device(a)
+        # Traced values (jax.jit) have no concrete device; the tracer checks itself.
+        if dev is not None:
+            devices.setdefault(_device_key(dev), (name, dev))
+    if len(devices) > 1:
+        described = ", ".join(f"`{name}` is on {dev}" for name, dev in devices.values())
+        raise ValueError(
+            f"inputs live on different devices: {described}; move them to one device first"
+        )
+    if xp is not None:
+        return _resolve(xp)
+    if not items:
+        raise TypeError(
+            "expected at least one array argument, got none (pass `xp=` to choose a library)"
+        )
+    return array_api_compat.array_namespace(*(a for _, a in items))
+
+
+def _device_key(dev: Any) -> str:
+    # JAX devices and shardings compare by identity; their repr is stable and exact.
+    return repr(dev)
+
+
+def is_jax(xp: Namespace) -> bool:
+    """Whether `xp` is JAX's namespace (used only to choose between equal algorithms)."""
+    return bool(array_api_compat.is_jax_namespace(xp))
+
+
+def compute_dtype(xp: Namespace, dtype: Any) -> Any:
+    """The dtype to compute in for an output of `dtype`: half precision runs in float32."""
+    return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
+
+
+def float_dtypes(xp: Namespace, *arrays: Any, **named: Any) -> tuple[Any, Any]:
+    """Apply the floating dtype policy to the inputs of one equation.
+
+    Args:
+        xp: The namespace of the arrays.
+        *arrays: Inputs whose dtypes decide the result dtype (``None`` is skipped).
+        **named: The same, named for error messages.
+
+    Returns:
+        ``(out_dtype, compute_dtype)``: the dtype the result is returned in (the
+        inputs' floating result type, or the namespace's default floating dtype
+        when every input is integer or boolean), and the dtype to compute in
+        (float32 for float16/bfloat16 outputs, else the same).
+
+    Raises:
+        TypeError: An input has a complex dtype.
+    """
+    items = [(f"argument {i}", a) for i, a in enumerate(arrays)] + list(named.items())
+    floating = []
+    for name, a in items:
+        if a is None or not _is_array(a):
+            continue
+        if xp.isdtype(a.dtype, "complex floating"):
+            raise TypeError(f"`{name}` must be a real array, got dtype {a.dtype}")
+        if xp.isdtype(a.dtype, "real floating"):
+            floating.append(a.dtype)
+    if floating:
+        out = xp.result_type(*floating)
+    else:
+        dev = next((device(a) for _, a in items if a is not None and _is_array(a)), None)
+        out = xp.__array_namespace_info__().default_dtypes(device=dev)["real floating"]
+    return out, compute_dtype(xp, out)
+
+
+def scalar(value: float, like: Array, /, *, xp: Namespace | None = None) -> Array:
+    """A 0-d array holding `value` with the dtype and device of `like`.
+
+    A NumPy scalar such as ``np.float64(0.5)`` would silently turn a float32
+    computation into float64, and a host constant would drag a GPU computation
+    back to the CPU; a constant made here does neither.
+    """
+    xp = namespace(like, xp=xp)
+    return xp.asarray(value, dtype=like.dtype, device=device(like))
