@@ -30,9 +30,21 @@ def test_site_builds_strictly(tmp_path):
     if shutil.which("mkdocs") is None and not _has_module("mkdocs"):
         pytest.skip("mkdocs not installed (pip install '.[docs]')")
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml",
-         "-d", str(tmp_path / "site")],
-        cwd=ROOT, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-f",
+            "docs/mkdocs.yml",
+            "-d",
+            str(tmp_path / "site"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -41,6 +53,16 @@ def test_site_builds_strictly(tmp_path):
 
     missing = [n for n in mlequations.__all__ if n != "__version__" and n not in api]
     assert not missing, f"not in the API reference: {missing}"
+
+
+def test_readme_tour_runs():
+    """The README's tour, in a fresh interpreter (as a reader would paste it)."""
+    readme = (ROOT / "README.md").read_text()
+    tour = readme.split("## A ten-line tour", 1)[1].split("```python", 1)[1].split("```", 1)[0]
+    result = subprocess.run(
+        [sys.executable, "-c", tour], capture_output=True, text=True, timeout=300, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stderr
 
 
 def _has_module(name: str) -> bool:
