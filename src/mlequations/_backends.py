@@ -141,7 +141,7 @@ class Backend:
             return module.device(self.device_name or "cpu")
         if self.library == "jax":
             return module.devices("gpu" if self.gpu else "cpu")[0]
-        return None
+        return None  # NumPy and Dask arrays live in host memory; CuPy on the current GPU
 
     def dtypes(self, *, half: bool = False) -> tuple[str, ...]:
         """Floating dtypes this backend runs (half precision on request)."""
@@ -270,7 +270,7 @@ class Backend:
 
             def forbidden(dsk: Any, keys: Any, **kwargs: Any) -> Any:
                 computes.append(keys)
-                return dask.get(dsk, keys, **kwargs)
+                return dask.get(dsk, keys, **kwargs)  # type: ignore[attr-defined]
 
             with dask.config.set(scheduler=forbidden):
                 yield

@@ -97,7 +97,7 @@ def namespace(*arrays: Any, xp: Any = None, **named: Any) -> Namespace:
             f"inputs mix array libraries ({' and '.join(sorted(libraries))}): "
             f"{described}; convert them to one library first"
         )
-    devices = {}
+    devices: dict[str, tuple[str, Any]] = {}
     for name, a in items:
         dev = device(a)
         # Traced values (jax.jit) have no concrete device; the tracer checks itself.
@@ -175,3 +175,17 @@ def scalar(value: float, like: Array, /, *, xp: Namespace | None = None) -> Arra
     """
     xp = namespace(like, xp=xp)
     return xp.asarray(value, dtype=like.dtype, device=device(like))
+
+
+def default_namespace(xp: Any = None) -> Namespace:
+    """The namespace for functions that make arrays from nothing (schedules, grids).
+
+    Such a function has no input array to infer a library from, so it takes
+    ``xp=`` (a library module such as ``torch`` or ``jax.numpy``, or a namespace)
+    and falls back to NumPy's namespace, the embedded default, when it is ``None``.
+    """
+    if xp is None:
+        import array_api_compat.numpy as numpy_namespace
+
+        return numpy_namespace
+    return _resolve(xp)

@@ -44,7 +44,7 @@ def _info(_: argparse.Namespace) -> int:
     print(f"{'backend':<20} {'library':<18} {'version':<14} {'device':<28} status")
     for backend in BACKENDS:
         reason = backend.skip_reason()
-        device = str(backend.device) if reason is None else "-"
+        device = "-" if reason else str(backend.device or ("gpu" if backend.gpu else "cpu"))
         status = "available" if reason is None else f"skipped: {reason}"
         print(
             f"{backend.id:<20} {backend.library:<18} {_version(backend.library):<14} "
