@@ -48,11 +48,18 @@ def test_site_builds_strictly(tmp_path):
         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    api = (tmp_path / "site" / "api" / "index.html").read_text()
     import mlequations
 
-    missing = [n for n in mlequations.__all__ if n != "__version__" and n not in api]
-    assert not missing, f"not in the API reference: {missing}"
+    public = [n for n in mlequations.__all__ if n != "__version__"]
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    assert not [n for n in public if n not in api], "missing from the API reference"
+    matrix = (tmp_path / "site" / "capabilities" / "index.html").read_text()
+    missing = [n for n in public if f"<code>{n}</code>" not in matrix]
+    assert not missing, f"missing from the capability matrix: {missing}"
+    # Math renders offline: the KaTeX copy is in the site and no page loads a CDN.
+    assert (tmp_path / "site" / "assets" / "katex" / "katex.min.js").exists()
+    for page in (tmp_path / "site").rglob("*.html"):
+        assert "cdn.jsdelivr" not in page.read_text(), page
 
 
 def test_readme_tour_runs():

@@ -24,7 +24,14 @@ import numpy as np
 
 from ._backends import Backend, LazyComputeError
 
-__all__ = ["CheckResult", "Equation", "equations", "run_check", "tolerance"]
+__all__ = [
+    "CheckResult",
+    "Equation",
+    "capability_matrix",
+    "equations",
+    "run_check",
+    "tolerance",
+]
 
 
 @dataclass(frozen=True)
@@ -158,3 +165,38 @@ def run_check(eq: Equation, backend: Backend, dtype: str, *, seed: int = 0) -> C
 
 class _NotApplicableError(Exception):
     pass
+
+
+def capability_matrix() -> str:
+    """The capability matrix as a Markdown table: public function × backend.
+
+    Generated from the registry flags, which ``backends_tests/test_registry.py``
+    verifies on every backend present, so the table cannot claim what is not tested.
+    """
+    functions: dict[str, list[Equation]] = {}
+    for eq in equations():
+        functions.setdefault(eq.name.split("(")[0], []).append(eq)
+    header = (
+        "| function | NumPy | array-api-strict | torch CPU / CUDA | JAX | `jax.jit` "
+        "| CuPy | Dask | differentiable |"
+    )
+    lines = [header, "|---" * 9 + "|"]
+    for name, entries in sorted(functions.items()):
+        jit = all(e.jit for e in entries)
+        lazy = all(e.lazy for e in entries)
+        grad = all(e.grad for e in entries)
+        cells = [
+            f"`{name}`",
+            "✓",
+            "✓",
+            "✓",
+            "✓",
+            "✓" if jit else "eager only",
+            "✓¹",
+            "✓ lazy" if lazy else "✗",
+            "autograd, `jax.grad`" if grad else "—",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("¹ The same portable code; exercised only on machines with a GPU.")
+    return "\n".join(lines)
