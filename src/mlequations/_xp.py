@@ -189,3 +189,22 @@ def default_namespace(xp: Any = None) -> Namespace:
 
         return numpy_namespace
     return _resolve(xp)
+
+
+def general_eig(a: Array, xp: Namespace) -> tuple[Array, Array]:
+    """``(eigenvalues, eigenvectors)`` of a general square `a` by `xp`'s own solver.
+
+    The standard has no non-symmetric eigen-solver, and none can be written in
+    it, so this is the one place that uses a library's own: ``linalg.eig`` of
+    NumPy, PyTorch, JAX (CPU) and array-api-strict, all returning complex
+    results. A library without one gets a ``NotImplementedError`` naming it.
+    """
+    solver = getattr(getattr(xp, "linalg", None), "eig", None)
+    if solver is None:
+        library = getattr(xp, "__name__", repr(xp)).removeprefix("array_api_compat.")
+        raise NotImplementedError(
+            f"eig: the {library} backend has no general eigen-solver (linalg.eig); "
+            "use eigh for symmetric matrices, or convert `a` to NumPy, PyTorch or JAX"
+        )
+    values, vectors = solver(a)
+    return values, vectors
