@@ -20,7 +20,7 @@ from typing import Any
 
 from ._xp import Array, Namespace, device, float_dtypes, namespace, scalar
 from .activations import logsumexp
-from .probability import _known
+from .probability import _cast, _known
 
 __all__ = ["GaussianNaiveBayes", "NotFittedError"]
 
@@ -361,7 +361,7 @@ class GaussianNaiveBayes:
                 f"got shape {tuple(y.shape)}"
             )
         predicted = xp.take(self.classes_, xp.argmax(jll, axis=1), axis=0)  # (N,)
-        return xp.asarray(xp.mean(xp.astype(predicted == y, jll.dtype)))
+        return _cast(xp, xp.mean(xp.astype(predicted == y, jll.dtype)), jll.dtype)
 
 
 def _discover_classes(y: Array, xp: Namespace) -> Array:

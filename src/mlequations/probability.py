@@ -63,7 +63,9 @@ def _safe_log(x: Array, xp: Namespace) -> Array:
 
 def _cast(xp: Namespace, x: Array, dtype: Any) -> Array:
     """`x` in `dtype`, as an array: NumPy reductions to 0-d give scalars, made 0-d arrays here."""
-    return xp.asarray(xp.astype(x, dtype, copy=False))
+    x = xp.astype(x, dtype, copy=False)
+    # A round trip through 1-d turns a NumPy scalar into a 0-d array (a view elsewhere).
+    return xp.reshape(xp.expand_dims(x, axis=0), ()) if x.ndim == 0 else x
 
 
 def _prepare(xp: Namespace | None, **named: Array) -> tuple[Namespace, list[Array], Any]:
