@@ -12,7 +12,6 @@ import math
 from typing import Any
 
 from ._xp import Array, Namespace, float_dtypes, namespace, scalar
-from .activations import softmax
 
 __all__ = [
     "bayes_rule",
@@ -134,7 +133,14 @@ def bayes_rule(
     shape = _broadcast_shape(prior=prior, likelihood=likelihood)
     axis = _check_axis(axis, len(shape))
     log_joint = _safe_log(prior, xp) + _safe_log(likelihood, xp)  # (..., H, ...)
-    posterior = softmax(log_joint, axis=axis, xp=xp)
+    # A softmax of log_joint, except that zero evidence gives NaN without a 0 / 0.
+    m = xp.max(log_joint, axis=axis, keepdims=True)  # (..., 1, ...); -inf if evidence is 0
+    m = xp.where(xp.isfinite(m), m, scalar(0.0, m, xp=xp))
+    e = xp.exp(log_joint - m)  # (..., H, ...), the largest is 1
+    evidence = xp.sum(e, axis=axis, keepdims=True)  # (..., 1, ...), P(e) / exp(m)
+    positive = evidence > 0
+    safe = xp.where(positive, evidence, scalar(1.0, evidence, xp=xp))
+    posterior = xp.where(positive, e / safe, scalar(math.nan, e, xp=xp))
     return _cast(xp, posterior, out_dtype)
 
 
