@@ -191,6 +191,7 @@ def default_namespace(xp: Any = None) -> Namespace:
     return _resolve(xp)
 
 
+# --8<-- [start:general_eig]
 def general_eig(a: Array, xp: Namespace) -> tuple[Array, Array]:
     """``(eigenvalues, eigenvectors)`` of a general square `a` by `xp`'s own solver.
 
@@ -208,3 +209,6 @@ def general_eig(a: Array, xp: Namespace) -> tuple[Array, Array]:
         )
     values, vectors = solver(a)
     return values, vectors
+
+
+# --8<-- [end:general_eig]

@@ -449,7 +449,7 @@ def cross_entropy_loss(
     if kept is not None:
         hit = xp.logical_and(hit, kept[..., None])
     weighted_log_p = log_p if w is None else log_p * w  # (..., C)
-    loss = -xp.sum(xp.where(hit, weighted_log_p, zero), axis=-1)  # (...), -w_t log p_t
+    loss = xp.sum(xp.where(hit, -weighted_log_p, zero), axis=-1)  # (...), -w_t log p_t; +0
     if eps:
         smooth = -xp.sum(weighted_log_p, axis=-1)  # (...)
         if kept is not None:
