@@ -60,7 +60,7 @@ def _dominant_inputs(rng: np.random.Generator) -> Arrays:
 def _flip(v: np.ndarray) -> np.ndarray:
     """Rows of `v` signed so that their entry of largest magnitude is positive (svd_flip)."""
     rows = np.arange(v.shape[0])
-    return v * np.sign(v[rows, np.argmax(np.abs(v), axis=1)])[:, None]
+    return np.asarray(v * np.sign(v[rows, np.argmax(np.abs(v), axis=1)])[:, None])
 
 
 def _pca(x: np.ndarray, n_components: int) -> Arrays:

@@ -36,7 +36,11 @@ def _logit_inputs(rng: np.random.Generator) -> Arrays:
 
 
 def _reduce(loss: np.ndarray, reduction: str) -> np.ndarray:
-    return {"mean": loss.mean, "sum": loss.sum}.get(reduction, lambda: loss)()
+    if reduction == "mean":
+        return np.asarray(loss.mean())
+    if reduction == "sum":
+        return np.asarray(loss.sum())
+    return loss
 
 
 def _bce(p: np.ndarray, y: np.ndarray, w: np.ndarray, reduction: str = "mean") -> np.ndarray:
@@ -73,7 +77,7 @@ def _spatial_inputs(rng: np.random.Generator) -> Arrays:
 
 def _log_softmax(z: np.ndarray, axis: int = -1) -> np.ndarray:
     z = z - z.max(axis=axis, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=axis, keepdims=True))
+    return np.asarray(z - np.log(np.exp(z).sum(axis=axis, keepdims=True)))
 
 
 def _ce_index(
@@ -98,7 +102,7 @@ def _ce_index(
     eps = label_smoothing
     loss = (1 - eps) * nll + eps / n_classes * smooth
     if reduction == "mean":
-        return loss.sum() / w_t.sum()
+        return np.asarray(loss.sum() / w_t.sum())
     return _reduce(loss, reduction)
 
 
