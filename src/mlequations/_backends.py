@@ -198,7 +198,8 @@ class Backend:
     def to_numpy(self, x: Any) -> Any:
         """Read a result back as NumPy (floats as float64); tuples element-wise."""
         if isinstance(x, tuple | list):
-            return type(x)(self.to_numpy(v) for v in x)
+            items = [self.to_numpy(v) for v in x]
+            return type(x)(*items) if hasattr(x, "_fields") else type(x)(items)
         if isinstance(x, int | float | bool):
             return np.asarray(x)
         lib = self.library
