@@ -70,6 +70,18 @@ def _prepare(xp: Namespace | None, **arrays: Any) -> tuple[Namespace, list[Array
     return xp, cast, out_dtype
 
 
+def _exp_minus_square(y: Array, xp: Namespace) -> Array:
+    """``exp(-y^2)`` to full relative precision for large ``y`` (Cody's splitting).
+
+    ``y^2`` is rounded with an absolute error of about ``eps y^2``, which
+    ``exp`` turns into a relative error of ``eps y^2`` (1e-13 at y = 20).
+    Splitting ``y = h + (y - h)`` with ``h = trunc(16 y) / 16``, exact in binary,
+    makes ``h^2`` exact and leaves only the small ``(y - h)(y + h)`` to round.
+    """
+    h = xp.trunc(16 * y) / 16
+    return xp.exp(-h * h) * xp.exp(-(y - h) * (y + h))
+
+
 def _erf_erfc(x: Array, xp: Namespace) -> tuple[Array, Array]:
     """``(erf(x), erfc(x))`` by Cody's three rational approximations, chosen by ``where``.
 
@@ -79,9 +91,10 @@ def _erf_erfc(x: Array, xp: Namespace) -> tuple[Array, Array]:
     y = xp.abs(x)
     small = y <= 0.46875
     middle = (y > 0.46875) & (y <= 4.0)
+    zero, one = xp.zeros_like(x), xp.ones_like(x)
 
     # |x| <= 0.46875: erf(x) = x A(x^2) / B(x^2).
-    x1 = xp.where(small, x, 0 * x)
+    x1 = xp.where(small, x, zero)
     z = x1 * x1
     num, den = _A[4] * z, z
     for a, b in zip(_A[:3], _B[:3], strict=True):
@@ -89,19 +102,23 @@ def _erf_erfc(x: Array, xp: Namespace) -> tuple[Array, Array]:
     erf_small = x1 * (num + _A[3]) / (den + _B[3])
 
     # 0.46875 < |x| <= 4: erfc(|x|) = exp(-x^2) C(|x|) / D(|x|).
-    y2 = xp.where(middle, y, 0 * y + 1)
+    y2 = xp.where(middle, y, one)
     num, den = _C[8] * y2, y2
     for c, d in zip(_C[:7], _D[:7], strict=True):
         num, den = (num + c) * y2, (den + d) * y2
-    erfc_middle = xp.exp(-y2 * y2) * (num + _C[7]) / (den + _D[7])
+    erfc_middle = _exp_minus_square(y2, xp) * (num + _C[7]) / (den + _D[7])
 
     # |x| > 4: erfc(|x|) = exp(-x^2) / |x| (1/sqrt(pi) - P(1/x^2) / (x^2 Q(1/x^2))).
-    y3 = xp.where(small | middle, 0 * y + 5, y)
+    # Past |x| = 30, erfc(|x|) < 1e-392 is 0 in every dtype: clamping there keeps
+    # x^2 from overflowing (float32 overflows at |x| ~ 1.8e19) and inf from NaN.
+    y3 = xp.minimum(xp.where(small | middle, 5 * one, y), 30 * one)
     z3 = 1 / (y3 * y3)
     num, den = _P[5] * z3, z3
     for p, q in zip(_P[:4], _Q[:4], strict=True):
         num, den = (num + p) * z3, (den + q) * z3
-    erfc_large = xp.exp(-y3 * y3) / y3 * (_SQRT_PI_INV - z3 * (num + _P[4]) / (den + _Q[4]))
+    erfc_large = (
+        _exp_minus_square(y3, xp) / y3 * (_SQRT_PI_INV - z3 * (num + _P[4]) / (den + _Q[4]))
+    )
 
     erfc_abs = xp.where(middle, erfc_middle, erfc_large)  # erfc(|x|), |x| > 0.46875
     negative = x < 0
@@ -232,7 +249,9 @@ def _scaled_sq_dist(
             )
     # Differences, not |a|^2 + |b|^2 - 2ab: exact zeros on the diagonal and no
     # cancellation between nearby points (what the GP's conditioning hinges on).
-    diff = x1[:, None, :] / ell - x2[None, :, :] / ell  # (N, M, D)
+    # Subtract before dividing: a/l - b/l may be fused by XLA into an FMA that
+    # leaves a tiny nonzero residue for a = b, and a NaN gradient under jax.jit.
+    diff = (x1[:, None, :] - x2[None, :, :]) / ell  # (N, M, D), exactly 0 for equal points
     return xp, xp.sum(diff * diff, axis=-1), out_dtype  # (N, M)
 
 
@@ -524,12 +543,15 @@ def expected_improvement(
     f_best = scalar(float(best), mu, xp=xp) if isinstance(best, int | float) else cast[2]
     improvement = (mu - f_best - xi) if maximize else (f_best - mu - xi)
     positive = sigma > 0
-    safe_sigma = xp.where(positive, sigma, 0 * sigma + 1)
-    z = improvement / safe_sigma
-    ei = improvement * _erf_erfc(-z / math.sqrt(2.0), xp)[1] / 2 + safe_sigma * xp.exp(
-        -0.5 * z * z
-    ) / math.sqrt(2 * math.pi)
-    ei = xp.where(positive, xp.maximum(ei, 0 * ei), 0 * ei)
+    safe_sigma = xp.where(positive, sigma, xp.ones_like(sigma))
+    # Beyond |z| = 40, Phi(z) is 0 or 1 and phi(z) is 0 in every dtype; clipping
+    # keeps z^2 from overflowing when sigma is tiny.
+    z = xp.clip(improvement / safe_sigma, -40.0, 40.0)
+    cdf = _erf_erfc(-z / math.sqrt(2.0), xp)[1] / 2
+    pdf = xp.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    ei = improvement * cdf + safe_sigma * pdf
+    zero = xp.zeros_like(ei)
+    ei = xp.where(positive, xp.maximum(ei, zero), zero)
     return xp.astype(ei, out_dtype, copy=False)
 
 
