@@ -1,0 +1,344 @@
+"""conv2d on every backend, against torch, JAX and SciPy, with every algorithm."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.signal
+
+import mlequations as mle
+from mlequations._backends import by_id
+
+from ._assert import assert_close
+from ._libs import jax_or_skip, torch_or_skip
+
+RNG = np.random.default_rng(20261123)
+METHODS = ("im2col", "shift", "fft", "auto")
+
+# (id, input shape, weight shape, bias?, options) — every option of the contract.
+CASES = [
+    ("basic", (2, 3, 8, 7), (4, 3, 3, 3), True, {}),
+    ("kernel-1x1", (2, 3, 5, 6), (4, 3, 1, 1), True, {}),
+    ("kernel-5x4", (2, 2, 9, 8), (3, 2, 5, 4), False, {}),
+    ("stride-2", (2, 3, 9, 8), (4, 3, 3, 3), True, {"stride": 2}),
+    ("stride-2x1", (1, 3, 9, 8), (4, 3, 3, 2), True, {"stride": (2, 1)}),
+    ("stride-3-kernel-5", (1, 2, 13, 12), (3, 2, 5, 5), True, {"stride": 3, "padding": 2}),
+    ("dilation-2", (2, 3, 9, 10), (4, 3, 3, 3), True, {"dilation": 2}),
+    ("dilation-1x2", (1, 3, 8, 9), (2, 3, 2, 3), True, {"dilation": (1, 2)}),
+    ("padding-int", (2, 3, 6, 7), (4, 3, 3, 3), True, {"padding": 1}),
+    ("padding-pair", (2, 3, 6, 7), (4, 3, 3, 3), True, {"padding": (1, 2)}),
+    ("padding-pairs", (2, 3, 6, 7), (4, 3, 3, 2), True, {"padding": ((1, 0), (2, 1))}),
+    ("padding-valid", (2, 3, 6, 7), (4, 3, 3, 3), True, {"padding": "valid"}),
+    ("padding-same", (2, 3, 6, 7), (4, 3, 3, 3), True, {"padding": "same"}),
+    ("padding-same-even", (1, 2, 6, 7), (3, 2, 4, 2), True, {"padding": "same"}),
+    ("padding-same-dilated", (1, 2, 9, 8), (3, 2, 3, 3), True, {"padding": "same", "dilation": 2}),
+    ("groups-2", (2, 4, 7, 6), (6, 2, 3, 3), True, {"groups": 2}),
+    ("depthwise", (2, 4, 7, 6), (4, 1, 3, 3), True, {"groups": 4, "padding": 1}),
+    ("depthwise-x2", (2, 3, 7, 6), (6, 1, 3, 3), True, {"groups": 3}),
+    (
+        "everything",
+        (2, 4, 11, 10),
+        (6, 2, 3, 2),
+        True,
+        {"stride": (2, 3), "padding": ((2, 1), (0, 2)), "dilation": (2, 1), "groups": 2},
+    ),
+    ("unbatched", (3, 8, 7), (4, 3, 3, 3), True, {"padding": 1}),
+    ("unbatched-strided-depthwise", (4, 9, 9), (4, 1, 3, 3), True, {"stride": 2, "groups": 4}),
+    ("large-kernel", (1, 2, 12, 11), (3, 2, 7, 7), True, {"padding": "same"}),  # auto: fft
+]
+CASE_IDS = [c[0] for c in CASES]
+# The options every backend runs; the full grid runs on numpy, torch-cpu and jax-jit.
+SUBSET = ("everything", "depthwise-x2", "padding-same-even", "unbatched-strided-depthwise")
+FULL_GRID_BACKENDS = ("numpy", "torch-cpu", "jax-jit")
+
+
+def _data(case):
+    _, xshape, wshape, with_bias, options = case
+    x = RNG.normal(size=xshape)
+    w = RNG.normal(size=wshape)
+    b = RNG.normal(size=wshape[0]) if with_bias else None
+    return x, w, b, options
+
+
+def torch_conv2d(x, w, b=None, **options):
+    """The oracle: torch.nn.functional.conv2d in float64 on the CPU, as NumPy."""
+    torch = torch_or_skip()
+    F = torch.nn.functional
+    t = torch.asarray(x, dtype=torch.float64)
+    padding = options.pop("padding", 0)
+    if isinstance(padding, tuple) and isinstance(padding[0], tuple):
+        (top, bottom), (left, right) = padding
+        t = F.pad(t, (left, right, top, bottom))
+        padding = 0
+    bias = None if b is None else torch.asarray(b, dtype=torch.float64)
+    with warnings.catch_warnings():
+        # torch warns that it pads a copy for "same" with an even kernel; that is fine here.
+        warnings.filterwarnings("ignore", "Using padding='same'", UserWarning)
+        y = F.conv2d(t, torch.asarray(w, dtype=torch.float64), bias, padding=padding, **options)
+    return y.numpy()
+
+
+def _tolerance(dtype, method):
+    # FFT rounds relative to the largest output, not to each output.
+    if dtype == "float32":
+        return {"rtol": 2e-4, "atol": 2e-4 if method in ("fft", "auto") else 1e-5}
+    return {"rtol": 1e-9, "atol": 1e-9}
+
+
+def _check(backend, dtype, case, methods=METHODS):
+    x, w, b, options = _data(case)
+    expected = torch_conv2d(x, w, b, **options)
+    args = [backend.asarray(x, dtype), backend.asarray(w, dtype)]
+    if b is not None:
+        args.append(backend.asarray(b, dtype))
+    for method in methods:
+        out = backend.call(mle.conv2d, *args, method=method, **options)
+        assert_close(out, expected, backend, dtype, **_tolerance(dtype, method))
+
+
+def _full_grid_backend(backend_id):
+    backend = by_id(backend_id)
+    reason = backend.skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return backend
+
+
+class TestConv2d:
+    def test_guide_example(self, backend, dtype):
+        # nn.Conv2d(1, 1, kernel_size=3) on a 28×28 image gives 26×26.
+        x, w, b = RNG.normal(size=(1, 1, 28, 28)), RNG.normal(size=(1, 1, 3, 3)), RNG.normal(size=1)
+        out = backend.call(
+            mle.conv2d,
+            backend.asarray(x, dtype),
+            backend.asarray(w, dtype),
+            backend.asarray(b, dtype),
+        )
+        assert tuple(out.shape) == (1, 1, 26, 26)
+        assert_close(out, torch_conv2d(x, w, b), backend, dtype, **_tolerance(dtype, "auto"))
+
+    def test_is_cross_correlation_not_convolution(self, backend, dtype):
+        x = np.arange(16.0).reshape(1, 1, 4, 4)
+        w = np.zeros((1, 1, 3, 3))
+        w[0, 0, 0, 0] = 1.0  # picks the top-left pixel of each window: no flip
+        for method in METHODS:
+            out = backend.call(
+                mle.conv2d, backend.asarray(x, dtype), backend.asarray(w, dtype), method=method
+            )
+            assert_close(
+                out, x[:, :, :2, :2], backend, dtype, atol=1e-4 if dtype == "float32" else 1e-9
+            )
+
+    @pytest.mark.parametrize("case", [c for c in CASES if c[0] in SUBSET], ids=SUBSET)
+    def test_matches_torch_every_backend(self, backend, dtype, case):
+        _check(backend, dtype, case)
+
+    @pytest.mark.parametrize("backend_id", FULL_GRID_BACKENDS)
+    @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+    def test_matches_torch_full_grid(self, backend_id, case):
+        # float64 only: float32 runs on every backend in the subset above.
+        _check(_full_grid_backend(backend_id), "float64", case)
+
+    @pytest.mark.parametrize(
+        ("size", "kernel", "stride", "pads"),
+        [
+            # ceil(9/2) = 5 outputs: total = (5-1)·2 + 3 - 9 = 2 -> (1, 1)
+            ((9, 9), (3, 3), (2, 2), ((1, 1), (1, 1))),
+            # ceil(10/3) = 4: total = 3·3 + 4 - 10 = 3 -> (1, 2)
+            # ceil(8/2) = 4: total = 3·2 + 3 - 8 = 1 -> (0, 1)
+            ((10, 8), (4, 3), (3, 2), ((1, 2), (0, 1))),
+            # ceil(7/4) = 2: total = 4 + 2 - 7 < 0 -> no padding at all
+            ((7, 7), (2, 2), (4, 4), ((0, 0), (0, 0))),
+        ],
+    )
+    def test_same_with_stride_is_tensorflow_rule(self, backend, dtype, size, kernel, stride, pads):
+        x, w = RNG.normal(size=(2, 2, *size)), RNG.normal(size=(3, 2, *kernel))
+        expected = torch_conv2d(x, w, stride=stride, padding=pads)
+        assert expected.shape[-2:] == tuple(-(-n // s) for n, s in zip(size, stride, strict=True))
+        for method in ("auto", "fft"):
+            out = backend.call(
+                mle.conv2d,
+                backend.asarray(x, dtype),
+                backend.asarray(w, dtype),
+                stride=stride,
+                padding="same",
+                method=method,
+            )
+            assert_close(out, expected, backend, dtype, **_tolerance(dtype, method))
+
+    def test_integer_input_promotes_to_default_float(self, backend):
+        x = backend.asarray(np.arange(2 * 5 * 5).reshape(1, 2, 5, 5))
+        w = backend.asarray(np.ones((1, 2, 2, 2), dtype=np.int64))
+        out = backend.call(mle.conv2d, x, w)
+        default = backend.xp.__array_namespace_info__().default_dtypes(device=backend.device)[
+            "real floating"
+        ]
+        assert out.dtype == default
+        if backend.values:
+            expected = torch_conv2d(np.arange(50.0).reshape(1, 2, 5, 5), np.ones((1, 2, 2, 2)))
+            np.testing.assert_allclose(backend.to_numpy(out), expected, rtol=1e-6)
+
+    def test_half_precision_computes_in_float32(self, backend, half_dtype):
+        x, w = RNG.normal(size=(1, 3, 6, 6)), RNG.normal(size=(2, 3, 3, 3))
+        xh, wh = backend.asarray(x, half_dtype), backend.asarray(w, half_dtype)
+        if backend.values:  # the reference sees the same rounded inputs
+            x = np.asarray(backend.to_numpy(xh), dtype=np.float64)
+            w = np.asarray(backend.to_numpy(wh), dtype=np.float64)
+        out = backend.call(mle.conv2d, xh, wh, padding=1, method="im2col")
+        rtol = 1e-2 if half_dtype == "float16" else 5e-2
+        assert_close(out, torch_conv2d(x, w, padding=1), backend, half_dtype, rtol=rtol, atol=rtol)
+
+
+class TestOtherOracles:
+    @pytest.mark.parametrize(
+        ("options", "lax_options"),
+        [
+            (
+                {"stride": (2, 1), "padding": ((1, 2), (0, 1))},
+                {"window_strides": (2, 1), "padding": ((1, 2), (0, 1))},
+            ),
+            ({"dilation": 2, "groups": 2}, {"rhs_dilation": (2, 2), "feature_group_count": 2}),
+            ({"stride": 2, "padding": "same"}, {"window_strides": (2, 2), "padding": "SAME"}),
+        ],
+        ids=["stride-asymmetric-pad", "dilation-groups", "same-stride"],
+    )
+    def test_matches_jax_lax(self, backend, dtype, options, lax_options):
+        jax = jax_or_skip()
+        x, w = (
+            RNG.normal(size=(2, 4, 9, 8)),
+            RNG.normal(size=(6, 4 // options.get("groups", 1), 3, 3)),
+        )
+        lax_options.setdefault("window_strides", (1, 1))
+        lax_options.setdefault("padding", "VALID")
+        expected = np.asarray(
+            jax.lax.conv_general_dilated(jax.numpy.asarray(x), jax.numpy.asarray(w), **lax_options)
+        )
+        out = backend.call(
+            mle.conv2d, backend.asarray(x, dtype), backend.asarray(w, dtype), **options
+        )
+        assert_close(out, expected, backend, dtype, **_tolerance(dtype, "auto"))
+
+    @pytest.mark.parametrize(("mode", "padding"), [("valid", 0), ("full", (3, 2))])
+    def test_one_channel_matches_scipy_correlate2d(self, backend, dtype, mode, padding):
+        image, kernel = RNG.normal(size=(12, 11)), RNG.normal(size=(4, 3))
+        expected = scipy.signal.correlate2d(image, kernel, mode=mode)
+        for method in METHODS:
+            out = backend.call(
+                mle.conv2d,
+                backend.asarray(image[None], dtype),
+                backend.asarray(kernel[None, None], dtype),
+                padding=padding,
+                method=method,
+            )
+            assert_close(out, expected[None], backend, dtype, **_tolerance(dtype, method))
+
+
+class TestAutodiff:
+    @pytest.mark.parametrize("method", METHODS)
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"padding": 1},
+            {"stride": 2, "dilation": (1, 2), "groups": 2},
+            {"groups": 4, "padding": "same"},
+        ],
+        ids=["padded", "strided-grouped", "depthwise-same"],
+    )
+    def test_torch_autograd_matches_f_conv2d(self, method, options):
+        torch = torch_or_skip()
+        F = torch.nn.functional
+        groups = options.get("groups", 1)
+        x = torch.asarray(RNG.normal(size=(2, 4, 9, 8)), dtype=torch.float32)
+        w = torch.asarray(RNG.normal(size=(4, 4 // groups, 3, 3)), dtype=torch.float32)
+        b = torch.asarray(RNG.normal(size=4), dtype=torch.float32)
+        r = torch.asarray(RNG.normal(size=F.conv2d(x, w, b, **options).shape), dtype=torch.float32)
+        grads = []
+        for fn in (
+            lambda *a: mle.conv2d(*a, method=method, **options),
+            lambda *a: F.conv2d(*a, **options),
+        ):
+            leaves = [t.detach().clone().requires_grad_(True) for t in (x, w, b)]
+            (fn(*leaves) * r).sum().backward()
+            grads.append([leaf.grad for leaf in leaves])
+        for ours, theirs in zip(*grads, strict=True):
+            torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+    def test_jax_jit_grad_vmap(self):
+        jax = jax_or_skip()
+        jnp = jax.numpy
+        x = jnp.asarray(RNG.normal(size=(3, 2, 8, 8)))
+        w = jnp.asarray(RNG.normal(size=(4, 2, 3, 3)))
+        r = jnp.asarray(RNG.normal(size=(3, 4, 4, 4)))
+
+        def ours(method):
+            return lambda x, w: jnp.sum(mle.conv2d(x, w, stride=2, padding=1, method=method) * r)
+
+        def theirs(x, w):
+            y = jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)))
+            return jnp.sum(y * r)
+
+        expected = jax.grad(theirs, argnums=(0, 1))(x, w)
+        for method in ("im2col", "shift", "fft"):
+            got = jax.jit(jax.grad(ours(method), argnums=(0, 1)))(x, w)
+            for g, e in zip(got, expected, strict=True):
+                np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
+            # vmap over unbatched images equals the batched call.
+            one = jax.vmap(
+                lambda image, method=method: mle.conv2d(
+                    image, w, stride=2, padding=1, method=method
+                )
+            )
+            np.testing.assert_allclose(
+                jax.jit(one)(x), mle.conv2d(x, w, stride=2, padding=1), rtol=1e-9, atol=1e-9
+            )
+
+
+class TestBadInput:
+    def _conv(self, x_shape=(1, 4, 8, 8), w_shape=(2, 4, 3, 3), **options):
+        return mle.conv2d(np.ones(x_shape), np.ones(w_shape), **options)
+
+    def test_channels_mismatch_names_input_and_weight(self):
+        with pytest.raises(ValueError, match=r"`input` has 4 channels but `weight`"):
+            self._conv(w_shape=(2, 3, 3, 3))
+
+    def test_groups_must_divide_channels(self):
+        with pytest.raises(ValueError, match=r"`groups`=3 must divide"):
+            self._conv(w_shape=(3, 1, 3, 3), groups=3)
+        with pytest.raises(ValueError, match=r"`groups`=2 must divide"):
+            self._conv(w_shape=(3, 2, 3, 3), groups=2)
+
+    def test_kernel_larger_than_padded_input(self):
+        with pytest.raises(ValueError, match=r"`weight` spans 9×9 pixels.*padded `input` \(8×8\)"):
+            self._conv(w_shape=(2, 4, 5, 5), dilation=2)
+        self._conv(x_shape=(1, 4, 3, 3), w_shape=(2, 4, 5, 5), padding=1)  # 5×5 fits in 5×5
+
+    def test_unknown_method_and_padding(self):
+        with pytest.raises(ValueError, match=r"`method` must be one of"):
+            self._conv(method="winograd")
+        with pytest.raises(ValueError, match=r"`padding` must be"):
+            self._conv(padding="full")
+        with pytest.raises(ValueError, match=r"`padding` must be"):
+            self._conv(padding=-1)
+        with pytest.raises(ValueError, match=r"`padding` must be"):
+            self._conv(padding=(1, 2, 3))
+
+    def test_bad_stride_dilation_groups_rank_bias(self):
+        with pytest.raises(ValueError, match=r"`stride` must be"):
+            self._conv(stride=0)
+        with pytest.raises(ValueError, match=r"`dilation` must be"):
+            self._conv(dilation=(1, 2, 3))
+        with pytest.raises(ValueError, match=r"`groups` must be a positive int"):
+            self._conv(groups=0)
+        with pytest.raises(ValueError, match=r"`input` must have shape"):
+            self._conv(x_shape=(8, 8))
+        with pytest.raises(ValueError, match=r"`weight` must have shape"):
+            self._conv(w_shape=(4, 3, 3))
+        with pytest.raises(ValueError, match=r"`bias` must have shape \(2,\)"):
+            mle.conv2d(np.ones((1, 4, 8, 8)), np.ones((2, 4, 3, 3)), np.ones(3))
+
+    def test_mixed_libraries(self):
+        torch = torch_or_skip()
+        with pytest.raises(TypeError, match="`weight` is a torch array"):
+            mle.conv2d(np.ones((1, 1, 4, 4)), torch.ones((1, 1, 2, 2)))

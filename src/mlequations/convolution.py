@@ -1,0 +1,429 @@
+r"""Convolution: the 2-D cross-correlation of every CNN, written once for every library.
+
+A convolution layer slides a small kernel over an image and, at every position,
+takes the dot product of the kernel with the patch under it. Three portable
+ways of computing the same sum are written here in the array API standard, and
+:func:`conv2d` picks the fastest for the shape:
+
+* ``"im2col"`` copies every patch into a column and does one matrix product;
+* ``"shift"`` does one matrix product per kernel tap on a strided view of the
+  input and sums them, so no unfolded copy is made;
+* ``"fft"`` multiplies the spectra of image and kernel (the array API's fft
+  extension), which costs the same for a 15×15 kernel as for a 3×3 one.
+
+None of them calls a library's native convolution: those are the test oracles
+and the benchmark baselines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import array_api_extra as xpx
+
+from ._xp import Array, Namespace, device, float_dtypes, namespace
+
+__all__ = ["conv2d"]
+
+_METHODS = ("auto", "im2col", "shift", "fft")
+
+Pair = tuple[int, int]
+
+
+def _pair(value: int | Sequence[int], name: str) -> Pair:
+    """A positive int or a pair of positive ints, as a pair."""
+    pair = (value, value) if isinstance(value, int) else tuple(value)
+    if len(pair) != 2 or not all(isinstance(v, int) and v >= 1 for v in pair):
+        raise ValueError(f"`{name}` must be a positive int or a pair of them, got {value!r}")
+    return pair[0], pair[1]
+
+
+def _same_padding(size: int, kernel: int, stride: int, dilation: int) -> Pair:
+    """TensorFlow/Keras "same": ``ceil(size / stride)`` outputs, the odd pixel after."""
+    total = max((-(-size // stride) - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def _padding(
+    padding: int | str | Sequence[int] | Sequence[Sequence[int]],
+    size: Pair,
+    kernel: Pair,
+    stride: Pair,
+    dilation: Pair,
+) -> tuple[Pair, Pair]:
+    """Resolve `padding` to ``((top, bottom), (left, right))``."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0), (0, 0)
+        if padding == "same":
+            return (
+                _same_padding(size[0], kernel[0], stride[0], dilation[0]),
+                _same_padding(size[1], kernel[1], stride[1], dilation[1]),
+            )
+        raise ValueError(f'`padding` must be an int, a pair, "valid" or "same", got {padding!r}')
+    if isinstance(padding, int):
+        pads = ((padding, padding), (padding, padding))
+    else:
+        items = tuple(padding)
+        if len(items) == 2 and all(isinstance(p, int) for p in items):
+            pads = ((items[0], items[0]), (items[1], items[1]))
+        elif len(items) == 2 and all(not isinstance(p, int) and len(p) == 2 for p in items):
+            pads = (tuple(items[0]), tuple(items[1]))
+        else:
+            pads = ((-1, -1), (-1, -1))
+    if not all(isinstance(p, int) and p >= 0 for pair in pads for p in pair):
+        raise ValueError(
+            "`padding` must be a non-negative int, a pair (pad_h, pad_w), a pair of "
+            f'(before, after) pairs, "valid" or "same", got {padding!r}'
+        )
+    return (pads[0][0], pads[0][1]), (pads[1][0], pads[1][1])
+
+
+def _fast_length(n: int) -> int:
+    """The smallest 5-smooth number ≥ `n`: every FFT library is fast on those."""
+    best = 1 << max(n - 1, 0).bit_length()
+    p5 = 1
+    while p5 < best:
+        p35 = p5
+        while p35 < best:
+            p = p35
+            while p < n:
+                p *= 2
+            best = min(best, p)
+            p35 *= 3
+        p5 *= 5
+    return best
+
+
+_CHUNK = 1 << 22  # elements of unfolded patches per matrix product (16 MiB in float32)
+
+
+def _flat(
+    x: Array, kernel: Pair, out: Pair, dilation: Pair, xp: Namespace
+) -> tuple[Array, list[int]]:
+    """The image flattened to ``(N, C, R·Wp)`` and each tap's offset in it (stride 1).
+
+    Seen through the row-major flattening of a ``(Hp, Wp)`` image, kernel tap
+    ``(i, j)`` meets, for output pixel ``(h, w)``, the input at flat index
+    ``(h + i·dH)·Wp + (w + j·dW)`` = ``h·Wp + w`` + the tap's offset. So every
+    tap is one contiguous slice of the flat image, and the output is computed on
+    an ``(Ho, Wp)`` grid whose last ``Wp - Wo`` columns (which straddle two rows)
+    are dropped afterwards. Matrix products read such slices in place.
+    """
+    N, C, Hp, Wp = x.shape
+    offsets = [
+        i * dilation[0] * Wp + j * dilation[1] for i in range(kernel[0]) for j in range(kernel[1])
+    ]
+    rows = -(-(offsets[-1] + out[0] * Wp) // Wp)  # rows the last tap reaches (Hp + 1 at most)
+    if rows > Hp:
+        x = xpx.pad(x, ((0, 0), (0, 0), (0, rows - Hp), (0, 0)), xp=xp)
+    return xp.reshape(x[:, :, :rows, :], (N, C, rows * Wp)), offsets  # (N, C, R·Wp)
+
+
+def _unflatten(y: Array, out: Pair, Wp: int, xp: Namespace) -> Array:
+    """``(N, G, K/G, Ho·Wp)`` on the flat grid to ``(N, K, Ho, Wo)``."""
+    y = xp.reshape(y, (y.shape[0], -1, out[0], Wp))  # (N, K, Ho, Wp)
+    return y[..., : out[1]]
+
+
+def _im2col(
+    x: Array, weight: Array, groups: int, out: Pair, dilation: Pair, xp: Namespace
+) -> Array:
+    """Unfold every patch into a column, then one (batched) matrix product.
+
+    The patches are unfolded a band of output rows at a time, at most
+    ``_CHUNK`` elements each: a patch matrix of hundreds of megabytes would
+    cost more in fresh memory (page faults) and cache misses than the product.
+    """
+    N, C, _, Wp = x.shape
+    K, Cg, KH, KW = weight.shape
+    T = KH * KW
+    xf, offsets = _flat(x, (KH, KW), out, dilation, xp)  # (N, C, R·Wp)
+    w = xp.permute_dims(weight, (0, 2, 3, 1))  # (K, KH, KW, Cg): tap-major rows
+    w = xp.reshape(w, (groups, K // groups, T * Cg))  # (G, K/G, T·Cg)
+    band = max(1, _CHUNK // (N * C * T * Wp))  # output rows per product
+    ys = []
+    for h in range(0, out[0], band):
+        L = (min(h + band, out[0]) - h) * Wp
+        taps = [
+            xp.reshape(xf[:, :, o + h * Wp : o + h * Wp + L], (N, groups, Cg, L)) for o in offsets
+        ]  # T × (N, G, Cg, L), views of the input
+        cols = xp.stack(taps, axis=2)  # (N, G, T, Cg, L): the unfolded patches
+        cols = xp.reshape(cols, (N, groups, T * Cg, L))  # (N, G, T·Cg, L)
+        ys.append(w @ cols)  # (N, G, K/G, L)
+    y = ys[0] if len(ys) == 1 else xp.concat(ys, axis=-1)  # (N, G, K/G, Ho·Wp)
+    return _unflatten(y, out, Wp, xp)
+
+
+def _shift(x: Array, weight: Array, groups: int, out: Pair, dilation: Pair, xp: Namespace) -> Array:
+    """Sum over kernel taps of one matrix product each: no unfolded copy of the input."""
+    N = x.shape[0]
+    K, Cg, KH, KW = weight.shape
+    Wp, L = x.shape[3], out[0] * x.shape[3]
+    xf, offsets = _flat(x, (KH, KW), out, dilation, xp)  # (N, C, R·Wp)
+    w = xp.reshape(weight, (groups, K // groups, Cg, KH * KW))  # (G, K/G, Cg, T)
+    y = None
+    for t, o in enumerate(offsets):
+        xt = xp.reshape(xf[:, :, o : o + L], (N, groups, Cg, L))  # a view of the input
+        if Cg == 1:  # noqa: SIM108 (the comment belongs to one branch)
+            # Depthwise: a product over a length-1 axis is a broadcast, not a matmul.
+            term = xt * w[:, :, :, t]  # (N, G, 1, L) · (G, K/G, 1) -> (N, G, K/G, L)
+        else:
+            term = w[:, :, :, t] @ xt  # (N, G, K/G, L)
+        y = term if y is None else y + term
+    return _unflatten(y, out, Wp, xp)
+
+
+def _polyphase(x: Array, weight: Array, stride: Pair, xp: Namespace) -> tuple[Array, Array]:
+    """Turn a strided convolution into a stride-1 one over ``sH·sW`` times the channels.
+
+    Output pixel ``(h, w)`` with stride ``s`` meets input ``(h·s + i, w·s + j)``.
+    Writing ``i = a + s·i'`` with phase ``a < s`` splits the sum into one stride-1
+    convolution per phase ``(a, b)``: of the subsampled image ``x[a::s, b::s]``
+    with the subsampled kernel ``W[a::s, b::s]`` (zero-padded to a common size).
+    Phases become channels, so the strided case costs one pass of unit-stride
+    slices instead of a gather with stride ``s`` per tap.
+    """
+    N, C, Hp, Wp = x.shape
+    K, Cg, KH, KW = weight.shape
+    sH, sW = stride
+    Hq, Wq, KHq, KWq = -(-Hp // sH), -(-Wp // sW), -(-KH // sH), -(-KW // sW)
+    x = xpx.pad(x, ((0, 0), (0, 0), (0, Hq * sH - Hp), (0, Wq * sW - Wp)), xp=xp)
+    weight = xpx.pad(weight, ((0, 0), (0, 0), (0, KHq * sH - KH), (0, KWq * sW - KW)), xp=xp)
+    phases = [(a, b) for a in range(sH) for b in range(sW)]
+    xs = xp.stack([x[:, :, a::sH, b::sW] for a, b in phases], axis=2)  # (N, C, P, Hq, Wq)
+    ws = xp.stack([weight[:, :, a::sH, b::sW] for a, b in phases], axis=2)  # (K, Cg, P, KHq, KWq)
+    P = len(phases)
+    return xp.reshape(xs, (N, C * P, Hq, Wq)), xp.reshape(ws, (K, Cg * P, KHq, KWq))
+
+
+def _dilate(weight: Array, dilation: Pair, xp: Namespace) -> Array:
+    """Insert ``d - 1`` zeros between kernel taps: ``(K, Cg, (KH-1)·dh+1, (KW-1)·dw+1)``."""
+    for axis, d in ((2, dilation[0]), (3, dilation[1])):
+        if d == 1:
+            continue
+        n = weight.shape[axis]
+        shape = list(weight.shape)
+        shape.insert(axis + 1, d - 1)
+        zeros = xp.zeros(tuple(shape), dtype=weight.dtype, device=device(weight))
+        spread = xp.concat([xp.expand_dims(weight, axis=axis + 1), zeros], axis=axis + 1)
+        shape[axis + 1] = d
+        merged = [*shape[:axis], n * d, *shape[axis + 2 :]]
+        spread = xp.reshape(spread, tuple(merged))  # taps then d-1 zeros, taps then ...
+        weight = spread[:, :, : (n - 1) * d + 1, :] if axis == 2 else spread[..., : (n - 1) * d + 1]
+    return weight
+
+
+def _fft(
+    x: Array,
+    weight: Array,
+    groups: int,
+    out: Pair,
+    pads: Pair,
+    stride: Pair,
+    dilation: Pair,
+    xp: Namespace,
+) -> Array:
+    """Cross-correlation theorem: multiply the image's spectrum by the kernel's conjugate.
+
+    ``irfftn(rfftn(x) · conj(rfftn(W)))`` is the *circular* cross-correlation on
+    an ``(FH, FW)`` grid. With ``FH ≥ H + p_top + p_bottom`` the zeros that
+    ``rfftn(s=...)`` appends serve as the padding on both sides (the top rows
+    wrap around to the end), so the input is never padded: rolling the result
+    by ``(p_top, p_left)`` puts output pixel ``(0, 0)`` first.
+    """
+    N, _, H, W_in = x.shape
+    K, Cg = weight.shape[:2]
+    size = (_fast_length(H + sum(pads[0])), _fast_length(W_in + sum(pads[1])))
+    X = xp.fft.rfftn(x, s=size, axes=(-2, -1))  # (N, C, FH, FW/2+1)
+    W = _dilate(weight, dilation, xp)  # (K, Cg, reach_H, reach_W)
+    W = xpx.pad(W, ((0, 0), (0, 0), (0, size[0] - W.shape[2]), (0, size[1] - W.shape[3])), xp=xp)
+    W = xp.fft.rfftn(W, axes=(-2, -1))  # (K, Cg, FH, FW/2+1)
+    FH, FW = X.shape[-2:]
+    F = FH * FW
+    X = xp.reshape(X, (N, groups, Cg, F))  # (N, G, Cg, F)
+    W = xp.reshape(xp.conj(W), (groups, K // groups, Cg, F))  # (G, K/G, Cg, F)
+    if Cg == 1:
+        Y = X * W[:, :, 0, :]  # (N, G, 1, F) · (G, K/G, F) -> (N, G, K/G, F)
+    else:
+        # One small complex matrix product per frequency, over the channels.
+        Y = xp.permute_dims(X, (3, 1, 0, 2)) @ xp.permute_dims(W, (3, 0, 2, 1))  # (F, G, N, K/G)
+        Y = xp.permute_dims(Y, (2, 1, 3, 0))  # (N, G, K/G, F)
+    Y = xp.reshape(Y, (N, K, FH, FW))
+    y = xp.fft.irfftn(Y, s=size, axes=(-2, -1))  # (N, K, FH, FW), circular
+    if pads[0][0] or pads[1][0]:
+        y = xp.roll(y, shift=(pads[0][0], pads[1][0]), axis=(-2, -1))
+    return y[
+        :, :, : (out[0] - 1) * stride[0] + 1 : stride[0], : (out[1] - 1) * stride[1] + 1 : stride[1]
+    ]
+
+
+def _auto(xp: Namespace, c_per_group: int, kernel: Pair, stride: Pair) -> str:
+    """The fastest portable algorithm for the shape (measured: see the chapter's benchmarks)."""
+    if stride == (1, 1) and kernel[0] * kernel[1] >= 49 and hasattr(xp, "fft"):
+        return "fft"
+    if c_per_group == 1:
+        return "shift"
+    return "im2col"
+
+
+def conv2d(
+    input: Array,
+    weight: Array,
+    bias: Array | None = None,
+    /,
+    *,
+    stride: int | Sequence[int] = 1,
+    padding: int | str | Sequence[int] | Sequence[Sequence[int]] = 0,
+    dilation: int | Sequence[int] = 1,
+    groups: int = 1,
+    method: str = "auto",
+    xp: Namespace | None = None,
+) -> Array:
+    r"""2-D convolution (cross-correlation) of a batch of images, as in ``torch.nn.Conv2d``.
+
+    $$
+    y_{n,k,h,w} = b_k + \sum_{c=0}^{C/G-1} \sum_{i=0}^{K_H-1} \sum_{j=0}^{K_W-1}
+        W_{k,c,i,j}\; \tilde x_{n,\; g_k C/G + c,\; h s_H + i d_H,\; w s_W + j d_W},
+    \qquad g_k = \left\lfloor \frac{k}{K/G} \right\rfloor ,
+    $$
+
+    where $\tilde x$ is the input zero-padded by $(p_{\text{top}}, p_{\text{bottom}})$ rows
+    and $(p_{\text{left}}, p_{\text{right}})$ columns, $s$ the stride, $d$ the dilation and
+    $G$ the number of groups, so that the output has
+
+    $$
+    H_o = \left\lfloor \frac{H + p_{\text{top}} + p_{\text{bottom}} - d_H (K_H - 1) - 1}{s_H}
+          \right\rfloor + 1
+    $$
+
+    rows (and $W_o$ columns likewise). The kernel is *not* flipped: this is
+    cross-correlation, which every deep-learning library calls convolution.
+    ``padding="same"`` follows TensorFlow/Keras, also for strides above 1: it
+    pads $\max((\lceil H/s\rceil - 1)s + (K_H - 1)d + 1 - H,\ 0)$ rows in
+    total, the odd one at the bottom, so that $H_o = \lceil H / s \rceil$.
+
+    All three algorithms compute the same sum in the input's dtype (float32
+    for half precision); ``"fft"`` rounds differently, to about
+    $\varepsilon \cdot \max|y|$ rather than $\varepsilon \cdot |y|$.
+
+    Args:
+        input: Images ``(N, C, H, W)``, or one image ``(C, H, W)``.
+        weight: Kernels ``(K, C/G, KH, KW)`` (torch's OIHW layout).
+        bias: Optional ``(K,)``, added to every output pixel of channel $k$.
+        stride: $s$, an int or a pair ``(s_H, s_W)``.
+        padding: An int, a pair ``(p_H, p_W)`` (each on both sides), a pair of
+            ``(before, after)`` pairs, ``"valid"`` (no padding) or ``"same"``.
+        dilation: $d$, the spacing between kernel taps, an int or a pair.
+        groups: $G$; ``C`` and ``K`` must both be multiples of it. ``groups=C``
+            with ``weight`` of shape ``(m·C, 1, KH, KW)`` is depthwise.
+        method: ``"im2col"``, ``"shift"``, ``"fft"`` or ``"auto"`` (the fastest
+            for the shape: ``"fft"`` for stride-1 kernels of 49 taps or more,
+            ``"shift"`` for depthwise, ``"im2col"`` otherwise).
+        xp: Array namespace; inferred from the arrays when omitted.
+
+    Returns:
+        ``(N, K, Ho, Wo)`` (or ``(K, Ho, Wo)`` for one image), in the inputs'
+        floating dtype and on their device.
+
+    Raises:
+        ValueError: Mismatched channels or groups, a kernel larger than the
+            padded input, or an unknown option — naming the argument.
+
+    Examples:
+        The guide's layer, ``nn.Conv2d(1, 1, kernel_size=3)`` on a 28×28 image:
+
+        >>> import numpy as np
+        >>> import mlequations as mle
+        >>> image = np.ones((1, 1, 28, 28))
+        >>> kernel = np.ones((1, 1, 3, 3))
+        >>> y = mle.conv2d(image, kernel, np.asarray([0.5]))
+        >>> y.shape, float(y[0, 0, 0, 0])
+        ((1, 1, 26, 26), 9.5)
+
+        A kernel that picks the pixel to its lower right shows there is no flip:
+
+        >>> x = np.arange(9.0).reshape(1, 3, 3)
+        >>> w = np.asarray([[[[0.0, 0.0], [0.0, 1.0]]]])
+        >>> mle.conv2d(x, w)
+        array([[[4., 5.],
+                [7., 8.]]])
+
+        Every method gives the same result:
+
+        >>> rng = np.random.default_rng(0)
+        >>> x, w = rng.normal(size=(1, 4, 9, 9)), rng.normal(size=(2, 4, 3, 3))
+        >>> [bool(np.allclose(mle.conv2d(x, w, method=m), mle.conv2d(x, w)))
+        ...  for m in ("im2col", "shift", "fft")]
+        [True, True, True]
+
+    References:
+        Chellapilla, K., Puri, S., Simard, P. (2006). High performance
+        convolutional neural networks for document processing (im2col).
+        Mathieu, M., Henaff, M., LeCun, Y. (2014). Fast training of
+        convolutional networks through FFTs. arXiv:1312.5851.
+    """
+    xp = namespace(input=input, weight=weight, bias=bias, xp=xp)
+    out_dtype, work = float_dtypes(xp, input=input, weight=weight, bias=bias)
+    if input.ndim not in (3, 4):
+        raise ValueError(f"`input` must have shape (N, C, H, W) or (C, H, W), got {input.shape}")
+    if weight.ndim != 4:
+        raise ValueError(f"`weight` must have shape (K, C/groups, KH, KW), got {weight.shape}")
+    if method not in _METHODS:
+        raise ValueError(
+            f"`method` must be one of {', '.join(map(repr, _METHODS))}, got {method!r}"
+        )
+    if not isinstance(groups, int) or groups < 1:
+        raise ValueError(f"`groups` must be a positive int, got {groups!r}")
+    batched = input.ndim == 4
+    x = input if batched else input[None, ...]  # (N, C, H, W)
+    C, H, W_in = x.shape[1:]
+    K, Cg, KH, KW = weight.shape
+    if C % groups or K % groups:
+        raise ValueError(
+            f"`groups`={groups} must divide the input channels ({C}) and the output "
+            f"channels ({K}) of `input` {input.shape} and `weight` {weight.shape}"
+        )
+    if Cg * groups != C:
+        raise ValueError(
+            f"`input` has {C} channels but `weight` {weight.shape} expects "
+            f"{Cg}·groups = {Cg * groups} (groups={groups})"
+        )
+    if bias is not None and tuple(bias.shape) != (K,):
+        raise ValueError(f"`bias` must have shape ({K},), got {bias.shape}")
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    (top, bottom), (left, right) = _padding(padding, (H, W_in), (KH, KW), stride, dilation)
+    Hp, Wp = H + top + bottom, W_in + left + right
+    reach = ((KH - 1) * dilation[0] + 1, (KW - 1) * dilation[1] + 1)  # the dilated kernel
+    if reach[0] > Hp or reach[1] > Wp:
+        raise ValueError(
+            f"`weight` spans {reach[0]}×{reach[1]} pixels (kernel {KH}×{KW}, dilation "
+            f"{dilation}), more than the padded `input` ({Hp}×{Wp})"
+        )
+    if method == "fft" and not hasattr(xp, "fft"):
+        raise ValueError(
+            f'`method`="fft" needs the array API fft extension, which {xp.__name__} lacks'
+        )
+    out = ((Hp - reach[0]) // stride[0] + 1, (Wp - reach[1]) // stride[1] + 1)
+
+    x = xp.astype(x, work, copy=False)
+    weight = xp.astype(weight, work, copy=False)
+    if method == "auto":
+        method = _auto(xp, Cg, (KH, KW), stride)
+    if method == "fft":
+        pads = ((top, bottom), (left, right))
+        y = _fft(x, weight, groups, out, pads, stride, dilation, xp)  # (N, K, Ho, Wo)
+    else:
+        if top or bottom or left or right:
+            x = xpx.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), xp=xp)  # (N, C, Hp, Wp)
+        if stride != (1, 1):
+            weight = _dilate(weight, dilation, xp)  # (K, Cg, reach_H, reach_W)
+            x, weight = _polyphase(x, weight, stride, xp)  # stride 1, C·sH·sW channels
+            dilation = (1, 1)
+        algorithm = _im2col if method == "im2col" else _shift
+        y = algorithm(x, weight, groups, out, dilation, xp)  # (N, K, Ho, Wo)
+    if bias is not None:
+        y = y + xp.reshape(xp.astype(bias, work, copy=False), (K, 1, 1))
+    if not batched:
+        y = y[0, ...]
+    return xp.astype(y, out_dtype, copy=False)
