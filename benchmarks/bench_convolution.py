@@ -1,0 +1,235 @@
+"""conv2d: the three portable algorithms and "auto" beside each backend's native kernel.
+
+Each group ``conv2d[<case>]`` lines up, on one backend, ``method="auto"``, each
+forced method (``im2col``, ``shift``, ``fft``) and the native baselines:
+torch's ``F.conv2d``, ``jax.lax.conv_general_dilated`` under ``jax.jit``, and
+for NumPy the best plain-NumPy im2col (``sliding_window_view`` + ``tensordot``,
+``einsum`` for grouped kernels) and a SciPy loop (``scipy.signal.correlate``
+per image, output channel and input channel). The SciPy loop is timed on a
+subset of the (image, output channel) pairs and extrapolated:
+``extra_info["extrapolated_s"]`` is the full-size estimate, the table shows the
+subset's time.
+
+``extra_info`` holds the effective rate ``gflops`` = 2·N·K·(C/G)·KH·KW·Ho·Wo /
+time and ``peak_fraction``, that rate over the backend's float32 matrix-product
+rate measured in the same process (``matmul_gflops``).
+
+Full sweep (float32)::
+
+    pytest benchmarks/bench_convolution.py --benchmark-only --benchmark-group-by=group \
+        --benchmark-json=convolution.json
+
+Quick check (tiny shapes, one round, seconds)::
+
+    MLEQUATIONS_BENCH_QUICK=1 pytest benchmarks/bench_convolution.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+
+import numpy as np
+import pytest
+
+from mlequations.convolution import _auto, conv2d
+
+from .conftest import measure
+
+QUICK = bool(os.environ.get("MLEQUATIONS_BENCH_QUICK"))
+
+# name: (N, C, K, H=W, kernel, stride, padding, groups)
+CASES = {
+    "resnet-3x3": (8, 64, 64, 56, 3, 1, 1, 1),
+    "stem-7x7-s2": (8, 3, 64, 224, 7, 2, 3, 1),
+    "deep-3x3": (8, 256, 256, 14, 3, 1, 1, 1),
+    "depthwise-3x3": (8, 128, 128, 56, 3, 1, 1, 128),
+    "large-15x15": (4, 16, 16, 128, 15, 1, "same", 1),
+}
+if QUICK:  # the same kinds of convolution, small enough to run in seconds
+    CASES = {
+        "resnet-3x3": (1, 8, 8, 14, 3, 1, 1, 1),
+        "stem-7x7-s2": (1, 3, 8, 28, 7, 2, 3, 1),
+        "deep-3x3": (1, 32, 32, 7, 3, 1, 1, 1),
+        "depthwise-3x3": (1, 16, 16, 14, 3, 1, 1, 16),
+        "large-15x15": (1, 4, 4, 32, 15, 1, "same", 1),
+    }
+IMPLS = ["auto", "im2col", "shift", "fft", "native", "native-scipy"]
+SCIPY_PAIRS = 4 if QUICK else 64  # (image, output channel) pairs the SciPy loop times
+
+
+def _shapes(case):
+    N, C, K, H, k, s, p, g = CASES[case]
+    Ho = -(-H // s) if p == "same" else (H + 2 * p - k) // s + 1
+    flops = 2.0 * N * K * (C // g) * k * k * Ho * Ho
+    return (N, C, H, H), (K, C // g, k, k), {"stride": s, "padding": p, "groups": g}, flops
+
+
+def _pads(H, k, s, p):
+    """Explicit (before, after) pads for the baselines that want them."""
+    if p == "same":
+        total = max((-(-H // s) - 1) * s + k - H, 0)
+        return (total // 2, total - total // 2)
+    return (p, p)
+
+
+def _numpy_im2col(case):
+    """The best plain-NumPy im2col: a strided window view, one tensordot (einsum if grouped)."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    N, C, K, H, k, s, p, g = CASES[case]
+    pad = _pads(H, k, s, p)
+
+    def run(x, w):
+        xpad = np.pad(x, ((0, 0), (0, 0), pad, pad))
+        win = sliding_window_view(xpad, (k, k), axis=(2, 3))[:, :, ::s, ::s]  # (N,C,Ho,Wo,k,k)
+        if g == 1:
+            return np.moveaxis(np.tensordot(win, w, axes=([1, 4, 5], [1, 2, 3])), 3, 1)
+        Ho, Wo = win.shape[2:4]
+        win = win.reshape(N, g, C // g, Ho, Wo, k, k)
+        wg = w.reshape(g, K // g, C // g, k, k)
+        y = np.einsum("ngchwij,gkcij->ngkhw", win, wg, optimize=True)
+        return y.reshape(N, K, Ho, Wo)
+
+    return run
+
+
+def _scipy_loop(case):
+    """``scipy.signal.correlate`` over channels, on SCIPY_PAIRS (image, output channel) pairs."""
+    import scipy.signal
+
+    N, C, K, H, k, s, p, g = CASES[case]
+    pad = _pads(H, k, s, p)
+    pairs = [(n, o) for n in range(N) for o in range(K)][:SCIPY_PAIRS]
+
+    def run(x, w):
+        xpad = np.pad(x, ((0, 0), (0, 0), pad, pad))
+        out = []
+        for n, o in pairs:
+            gi = o // (K // g)
+            acc = 0
+            for c in range(C // g):
+                acc = acc + scipy.signal.correlate(
+                    xpad[n, gi * (C // g) + c], w[o, c], mode="valid"
+                )
+            out.append(acc[::s, ::s])
+        return out
+
+    return run, N * K / len(pairs)
+
+
+def _native(backend, case):
+    *_, s, p, g = CASES[case]
+    if backend.library == "torch":
+        import torch
+
+        def torch_conv(x, w):
+            with torch.no_grad():
+                return torch.nn.functional.conv2d(x, w, stride=s, padding=p, groups=g)
+
+        return torch_conv
+    if backend.library == "jax":
+        import jax
+
+        pad = "SAME" if p == "same" else [(p, p), (p, p)]
+        return jax.jit(
+            lambda x, w: jax.lax.conv_general_dilated(x, w, (s, s), pad, feature_group_count=g)
+        )
+    if backend.library == "numpy":
+        return _numpy_im2col(case)
+    pytest.skip(f"no native convolution baseline for {backend.library}")
+
+
+def _portable(backend, options, method):
+    fn = functools.partial(conv2d, method=method, **options)
+    if backend.jit:
+        import jax
+
+        return jax.jit(fn)
+    if backend.library == "torch":
+        import torch
+
+        def no_grad(x, w):
+            with torch.no_grad():
+                return fn(x, w)
+
+        return no_grad
+    return fn
+
+
+@functools.cache
+def _matmul_gflops(backend):
+    """The backend's float32 matrix-product rate, timed in this process (best of 5)."""
+    n = 256 if QUICK else 2048
+    rng = np.random.default_rng(0)
+    a, b = (backend.asarray(rng.standard_normal((n, n)), "float32") for _ in range(2))
+    fn = lambda x, y: x @ y  # noqa: E731
+    if backend.jit:
+        import jax
+
+        fn = jax.jit(fn)
+    backend.sync(fn(a, b))
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        backend.sync(fn(a, b))
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("impl", IMPLS)
+def bench_conv2d(benchmark, bench_backend, case, impl):
+    xshape, wshape, options, flops = _shapes(case)
+    rng = np.random.default_rng(0)
+    x_np = rng.standard_normal(xshape, dtype=np.float32)
+    w_np = rng.standard_normal(wshape, dtype=np.float32)
+    x, w = bench_backend.asarray(x_np, "float32"), bench_backend.asarray(w_np, "float32")
+    extra = {}
+    if impl == "native-scipy":
+        if bench_backend.library != "numpy":
+            pytest.skip("the SciPy loop is NumPy's baseline")
+        fn, factor = _scipy_loop(case)
+        flops /= factor
+        extra = {"subset_fraction": 1 / factor, "extrapolated": True}
+    elif impl == "native":
+        fn = _native(bench_backend, case)
+    else:
+        fn = _portable(bench_backend, options, impl)
+        if impl == "auto":
+            extra["auto_picks"] = _auto(
+                bench_backend.xp, wshape[1], wshape[2:], (options["stride"],) * 2
+            )
+    slow = impl in ("native-scipy", "shift", "im2col") and case in ("stem-7x7-s2", "large-15x15")
+    peak = _matmul_gflops(bench_backend)
+    measure(
+        benchmark,
+        bench_backend,
+        fn,
+        x,
+        w,
+        group=f"conv2d[{case}]",
+        impl=impl,
+        flops=flops,
+        rounds=1 if QUICK else (3 if slow else 5),
+        input_shape=list(xshape),
+        weight_shape=list(wshape),
+        dtype="float32",
+        threads=_threads(bench_backend),
+        matmul_gflops=peak,
+        **options,
+        **extra,
+    )
+    if benchmark.stats is not None:
+        benchmark.extra_info["peak_fraction"] = benchmark.extra_info["gflops"] / peak
+        if impl == "native-scipy":
+            benchmark.extra_info["extrapolated_s"] = benchmark.stats.stats.min * factor
+
+
+def _threads(backend):
+    if backend.library == "torch":
+        import torch
+
+        return torch.get_num_threads()
+    return os.cpu_count()
