@@ -118,6 +118,15 @@ class GaussianNaiveBayes:
         ``GaussianNB``.)
     """
 
+    # Set by ``fit`` (annotations only: an unfitted model has none of them).
+    classes_: Array
+    theta_: Array
+    var_: Array
+    class_prior_: Array
+    class_count_: Array
+    epsilon_: Array
+    n_features_in_: int
+
     def __init__(self, var_smoothing: float = 1e-9, priors: Any = None) -> None:
         self.var_smoothing = var_smoothing
         self.priors = priors

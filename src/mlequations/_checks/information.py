@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import information
 from .._registry import Equation
 
 
-def _plogq(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+def _plogq(p: np.ndarray, q: np.ndarray) -> Any:
     """P log q with 0 log q = 0 and p log 0 = -inf, written out with masks."""
     p, q = np.broadcast_arrays(p, q)
     out = np.zeros(p.shape)
@@ -18,16 +20,16 @@ def _plogq(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     return out
 
 
-def _entropy(p: np.ndarray, axis: int = -1, base: float | None = None) -> np.ndarray:
+def _entropy(p: np.ndarray, axis: int = -1, base: float | None = None) -> Any:
     h = -_plogq(p, p).sum(axis=axis)
     return h / np.log(base) if base else h
 
 
-def _kl(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
+def _kl(p: np.ndarray, q: np.ndarray, axis: int = -1) -> Any:
     return (_plogq(p, p) - _plogq(p, q)).sum(axis=axis)
 
 
-def _cross_entropy(p: np.ndarray, q: np.ndarray, axis: int = -1) -> np.ndarray:
+def _cross_entropy(p: np.ndarray, q: np.ndarray, axis: int = -1) -> Any:
     return -_plogq(p, q).sum(axis=axis)
 
 
@@ -48,7 +50,7 @@ def _two_distributions(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray
     return p, q
 
 
-def _mutual_information(joint: np.ndarray) -> np.ndarray:
+def _mutual_information(joint: np.ndarray) -> Any:
     joint = joint / joint.sum(axis=(-2, -1), keepdims=True)
     p_x = joint.sum(axis=-1, keepdims=True)
     p_y = joint.sum(axis=-2, keepdims=True)
@@ -69,7 +71,7 @@ def _split_counts(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return children.sum(axis=-2), children
 
 
-def _information_gain(parent: np.ndarray, children: np.ndarray) -> np.ndarray:
+def _information_gain(parent: np.ndarray, children: np.ndarray) -> Any:
     n = parent.sum(axis=-1)
     n_k = children.sum(axis=-1)
     h_parent = _entropy(parent / n[..., None])

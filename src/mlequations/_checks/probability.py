@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from .. import probability
@@ -27,12 +29,12 @@ def _joint_and_marginal(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarra
     return joint, joint.sum(axis=0)
 
 
-def _bayes(prior: np.ndarray, likelihood: np.ndarray, axis: int = -1) -> np.ndarray:
+def _bayes(prior: np.ndarray, likelihood: np.ndarray, axis: int = -1) -> Any:
     unnormalised = prior * likelihood
     return unnormalised / unnormalised.sum(axis=axis, keepdims=True)
 
 
-def _conditional(joint: np.ndarray, marginal: np.ndarray) -> np.ndarray:
+def _conditional(joint: np.ndarray, marginal: np.ndarray) -> Any:
     out = np.zeros(np.broadcast_shapes(joint.shape, marginal.shape))
     np.divide(joint, marginal, out=out, where=np.broadcast_to(marginal > 0, out.shape))
     return out
