@@ -23,7 +23,7 @@ def _points(rng: np.random.Generator) -> tuple[np.ndarray]:
     return (rng.uniform(-6.0, 6.0, size=(64,)),)
 
 
-def _normal_cdf(x: np.ndarray) -> np.ndarray:
+def _normal_cdf(x: np.ndarray) -> Any:
     return np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2)), otypes=[float])(x)
 
 
@@ -31,15 +31,15 @@ def _pairs(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     return rng.uniform(size=(5, 2)), rng.uniform(size=(4, 2))
 
 
-def _r(x1: np.ndarray, x2: np.ndarray, length_scale: float) -> np.ndarray:
+def _r(x1: np.ndarray, x2: np.ndarray, length_scale: float) -> Any:
     return np.sqrt(((x1[:, None, :] - x2[None, :, :]) ** 2).sum(-1)) / length_scale
 
 
-def _rbf(x1: np.ndarray, x2: np.ndarray, length_scale: float, variance: float) -> np.ndarray:
+def _rbf(x1: np.ndarray, x2: np.ndarray, length_scale: float, variance: float) -> Any:
     return variance * np.exp(-0.5 * _r(x1, x2, length_scale) ** 2)
 
 
-def _matern(x1: np.ndarray, x2: np.ndarray, length_scale: float, variance: float) -> np.ndarray:
+def _matern(x1: np.ndarray, x2: np.ndarray, length_scale: float, variance: float) -> Any:
     s = np.sqrt(5) * _r(x1, x2, length_scale)
     return variance * (1 + s + s**2 / 3) * np.exp(-s)
 
@@ -75,7 +75,7 @@ def _ei_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 
 def _ei_reference(
     mu: np.ndarray, sd: np.ndarray, best: np.ndarray, xi: float = 0.01, maximize: bool = True
-) -> np.ndarray:
+) -> Any:
     imp = mu - best - xi if maximize else best - mu - xi
     with np.errstate(divide="ignore", invalid="ignore"):
         z = imp / sd

@@ -34,7 +34,7 @@ def _cosine(like: Any) -> Any:
     )
 
 
-def _cosine_reference(like: np.ndarray, s: float = 0.008, max_beta: float = 0.999) -> np.ndarray:
+def _cosine_reference(like: np.ndarray, s: float = 0.008, max_beta: float = 0.999) -> Any:
     f = np.cos((np.arange(T + 1) / T + s) / (1 + s) * np.pi / 2) ** 2
     return np.minimum(1 - f[1:] / f[:-1], max_beta)
 
@@ -47,12 +47,12 @@ def _forward_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return rng.normal(size=(4, 3, 2)), rng.normal(size=(4, 3, 2)), rng.uniform(0.05, 1.0, (4,))
 
 
-def _forward_reference(x0: np.ndarray, eps: np.ndarray, ab: np.ndarray) -> np.ndarray:
+def _forward_reference(x0: np.ndarray, eps: np.ndarray, ab: np.ndarray) -> Any:
     ab = ab[:, None, None]
     return np.sqrt(ab) * x0 + np.sqrt(1 - ab) * eps
 
 
-def _predict_reference(x_t: np.ndarray, eps: np.ndarray, ab: np.ndarray) -> np.ndarray:
+def _predict_reference(x_t: np.ndarray, eps: np.ndarray, ab: np.ndarray) -> Any:
     ab = ab[:, None, None]
     return (x_t - np.sqrt(1 - ab) * eps) / np.sqrt(ab)
 
@@ -65,7 +65,7 @@ def _step_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 
 def _step_reference(
     x_t: np.ndarray, eps: np.ndarray, t: np.ndarray, betas: np.ndarray, z: np.ndarray
-) -> np.ndarray:
+) -> Any:
     ab = np.cumprod(1 - betas)
     out = np.empty_like(x_t)
     for i, step in enumerate(t):
