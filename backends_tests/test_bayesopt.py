@@ -122,11 +122,6 @@ def _sklearn_posterior(kernel, noise, x_train=X_TRAIN, y_train=Y_TRAIN, x_query=
 
 
 class TestGPPosterior:
-    @pytest.mark.skip_xp_backend(
-        "dask",
-        reason="dask.array.linalg.cholesky needs equal square chunks; the 5 training points "
-        "arrive as chunks of 3 + 2 (the registry's 6 points, 3 + 3, run on Dask)",
-    )
     @pytest.mark.parametrize("name", ["rbf", "matern52"])
     def test_matches_sklearn(self, backend, dtype, name):
         noise = 1e-10 if dtype == "float64" else 1e-4

@@ -212,3 +212,18 @@ def general_eig(a: Array, xp: Namespace) -> tuple[Array, Array]:
 
 
 # --8<-- [end:general_eig]
+
+
+def cholesky(a: Array, xp: Namespace) -> Array:
+    """The lower Cholesky factor ``L`` of a symmetric positive-definite `a` (``a = L Lᵀ``).
+
+    The standard's ``linalg.cholesky`` returns the lower factor, and so do NumPy,
+    PyTorch, JAX, CuPy and array-api-strict. Dask's ``linalg.cholesky`` defaults
+    to the *upper* one, array-api-compat's wrapper passes that through, and Dask
+    also insists on square chunks: both gaps are closed here, lazily.
+    """
+    if array_api_compat.is_dask_namespace(xp):
+        import dask.array as da
+
+        return da.linalg.cholesky(a.rechunk(a.shape[-1]), lower=True)
+    return xp.linalg.cholesky(a)

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 from ._xp import (
     Array,
     Namespace,
+    cholesky,
     default_namespace,
     device,
     float_dtypes,
@@ -472,7 +473,7 @@ def _posterior(
     n, m = k_cross.shape
     jitter = 10 * xp.finfo(k_train.dtype).eps * xp.mean(xp.linalg.diagonal(k_train))
     eye = xp.eye(n, dtype=k_train.dtype, device=device(k_train))
-    L = xp.linalg.cholesky(k_train + xp.maximum(sigma2, jitter) * eye)  # (N, N)
+    L = cholesky(k_train + xp.maximum(sigma2, jitter) * eye, xp)  # (N, N), lower
     rhs = xp.concat([k_cross, xp.reshape(y, (n, 1))], axis=1)  # (N, M + 1)
     solved = _triangular_solve(L, rhs, xp)  # (N, M + 1)
     V, w = solved[:, :m], solved[:, m]  # (N, M), (N,)

@@ -138,7 +138,6 @@ EQUATIONS = [
         _gp_reference,
         options={"kernel": _GP_KERNEL, "noise": 1e-4},
         rtol32=1e-3,
-        lazy=False,
     ),
     Equation("expected_improvement", bayesopt.expected_improvement, _ei_inputs, _ei_reference),
     Equation(
