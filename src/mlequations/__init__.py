@@ -6,6 +6,7 @@ array of that same library, on the same device, in the same floating dtype.
 """
 
 from .activations import log_softmax, logsumexp, sigmoid, softmax
+from .attention import attention, multi_head_attention
 from .backprop import (
     linear_backward,
     linear_forward,
@@ -73,6 +74,7 @@ __all__ = [
     "__version__",
     "adam",
     "alpha_bar",
+    "attention",
     "bayes_rule",
     "bayesian_optimization",
     "binary_cross_entropy",
@@ -110,6 +112,7 @@ __all__ = [
     "momentum",
     "mse",
     "mse_backward",
+    "multi_head_attention",
     "mutual_information",
     "normal_cdf",
     "normal_pdf",

@@ -1,0 +1,448 @@
+"""attention and multi_head_attention on every backend, against torch's and JAX's kernels."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import mlequations as mle
+from mlequations.attention import _attention
+
+from ._assert import assert_close
+from ._libs import jax_or_skip, torch_or_skip
+
+RNG = np.random.default_rng(20261123)
+B, HQ, HKV, L, S, E, EV = 2, 4, 2, 5, 7, 4, 3
+Q = RNG.normal(size=(B, HQ, L, E))
+K = RNG.normal(size=(B, HQ, S, E))
+V = RNG.normal(size=(B, HQ, S, EV))
+K_GQA, V_GQA = K[:, :HKV], V[:, :HKV]
+BOOL_MASK = RNG.random((HQ, L, S)) > 0.3
+FLOAT_MASK = RNG.normal(size=(B, 1, L, S))
+# Forced (query block, key block) pairs: plain, query-blocked, blockwise (odd and
+# uneven sizes on purpose, so that the last block is short).
+ALGORITHMS = [(None, None), (2, None), (2, 3), (3, 2), (None, 4)]
+
+
+def causal_mask(l_, s_):
+    return np.tril(np.ones((l_, s_), dtype=bool))
+
+
+def sdpa(q, k, v, *, mask=None, is_causal=False, scale=None, enable_gqa=False):
+    """torch's scaled_dot_product_attention in float64 (mask and is_causal combined by hand)."""
+    torch = torch_or_skip()
+    f = torch.nn.functional.scaled_dot_product_attention
+    t = [torch.asarray(np.asarray(a, dtype=np.float64)) for a in (q, k, v)]
+    if mask is not None and is_causal:
+        c = causal_mask(q.shape[-2], k.shape[-2])
+        mask = mask & c if mask.dtype == bool else np.where(c, mask, -np.inf)
+        is_causal = False
+    m = None if mask is None else torch.asarray(mask)
+    out = f(*t, attn_mask=m, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
+    return out.numpy()
+
+
+# name: (key, value, options); inputs are Q and these.
+CASES = {
+    "plain": (K, V, {}),
+    "bool-mask": (K, V, {"mask": BOOL_MASK}),
+    "float-mask": (K, V, {"mask": FLOAT_MASK}),
+    "causal-L<S": (K, V, {"is_causal": True}),
+    "causal-L>S": (K[..., :3, :], V[..., :3, :], {"is_causal": True}),
+    "scale": (K, V, {"scale": 0.3}),
+    "gqa": (K_GQA, V_GQA, {"enable_gqa": True}),
+    "gqa-causal-mask": (K_GQA, V_GQA, {"enable_gqa": True, "is_causal": True, "mask": BOOL_MASK}),
+    "float-mask-causal": (K, V, {"mask": FLOAT_MASK, "is_causal": True}),
+}
+
+
+def _on(backend, options, dtype):
+    out = dict(options)
+    if "mask" in out:
+        out["mask"] = backend.asarray(out["mask"], dtype)
+    return out
+
+
+def _call(backend, fn, q, k, v, options):
+    """Call `fn` with the mask traced (an array argument) on jax-jit, the rest static."""
+    mask = options.get("mask")
+    rest = {n: o for n, o in options.items() if n != "mask"}
+    if mask is None:
+        return backend.call(fn, q, k, v, **rest)
+    return backend.call(lambda q, k, v, m, **kw: fn(q, k, v, mask=m, **kw), q, k, v, mask, **rest)
+
+
+class TestAttention:
+    def test_known_values(self, backend, dtype):
+        # The guide's example.
+        q = backend.asarray([[1.0, 0.0], [0.0, 1.0]], dtype)
+        k = backend.asarray([[1.0, 1.0], [1.0, 0.0]], dtype)
+        v = backend.asarray([[0.0, 1.0], [1.0, 0.0]], dtype)
+        expected = [[0.5, 0.5], [0.33023845, 0.66976155]]
+        assert_close(backend.call(mle.attention, q, k, v), expected, backend, dtype, atol=1e-7)
+
+    @pytest.mark.parametrize("case", list(CASES))
+    def test_matches_torch_sdpa(self, backend, dtype, case):
+        k, v, options = CASES[case]
+        expected = sdpa(Q, k, v, **options)
+        args = [backend.asarray(a, dtype) for a in (Q, k, v)]
+        out = _call(backend, mle.attention, *args, _on(backend, options, dtype))
+        assert_close(out, expected, backend, dtype)
+
+    @pytest.mark.parametrize("case", ["causal-L<S", "gqa"])
+    def test_matches_jax_nn(self, backend, dtype, case):
+        jax = jax_or_skip()
+        k, _, options = CASES[case]
+        v = k  # jax.nn needs Ev = E
+
+        def layout(a):  # (B, H, T, E) → jax.nn's (B, T, H, E)
+            return jax.numpy.asarray(np.swapaxes(a, 1, 2))
+
+        mask = options.get("mask")
+        expected = jax.nn.dot_product_attention(
+            layout(Q),
+            layout(k),
+            layout(v),
+            mask=None if mask is None else jax.numpy.asarray(mask[None]),
+            is_causal=options.get("is_causal", False),
+        )
+        args = [backend.asarray(a, dtype) for a in (Q, k, v)]
+        out = _call(backend, mle.attention, *args, _on(backend, options, dtype))
+        # jax.nn computes the softmax in float32 even for float64 input.
+        tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == "float64" else {}
+        assert_close(out, np.swapaxes(np.asarray(expected), 1, 2), backend, dtype, **tol)
+
+    @pytest.mark.parametrize("case", ["gqa-causal-mask", "float-mask-causal", "causal-L>S"])
+    def test_every_algorithm_equals_the_plain_one(self, backend, dtype, case):
+        k, v, options = CASES[case]
+        args = [backend.asarray(a, dtype) for a in (Q, k, v)]
+        opts = _on(backend, options, dtype)
+        mask, gqa = opts.get("mask"), opts.get("enable_gqa", False)
+        causal = opts.get("is_causal", False)
+
+        def forced(q, k, v, m, *, algorithm):
+            return _attention(q, k, v, m, causal, None, gqa, None, algorithm, None)
+
+        plain = backend.call(forced, *args, mask, algorithm=(None, None))
+        plain = backend.to_numpy(plain) if backend.values else np.zeros(plain.shape)
+        for algorithm in ALGORITHMS[1:]:
+            out = backend.call(forced, *args, mask, algorithm=algorithm)
+            assert_close(out, plain, backend, dtype)
+        public = backend.call(
+            lambda q, k, v, m: mle.attention(
+                q, k, v, mask=m, is_causal=causal, enable_gqa=gqa, block_size=2
+            ),
+            *args,
+            mask,
+        )
+        assert_close(public, plain, backend, dtype)
+
+    def test_fully_masked_rows_are_zeros(self, backend, dtype):
+        mask = np.ones((L, S), dtype=bool)
+        mask[1] = False
+        mask[3, :] = False
+        additive = np.where(mask, 0.0, -np.inf)
+        expected = sdpa(Q, K, V, mask=mask)
+        expected[..., [1, 3], :] = 0.0
+        args = [backend.asarray(a, dtype) for a in (Q, K, V)]
+
+        def forced(q, k, v, m, *, algorithm):
+            return _attention(q, k, v, m, False, None, False, None, algorithm, None)
+
+        for algorithm in [(None, None), (2, None), (2, 3)]:
+            for m in (mask, additive):
+                out = backend.call(forced, *args, backend.asarray(m, dtype), algorithm=algorithm)
+                assert_close(out, expected, backend, dtype)
+
+    def test_leading_axes_broadcast_and_integer_promotion(self, backend):
+        q = backend.asarray(np.arange(8).reshape(2, 4) % 3)  # integers, no batch axes
+        k = backend.asarray(K[0, :1] > 0)  # booleans, batch (1,)
+        v = backend.asarray(V[0, :1], "float32")
+        out = backend.call(mle.attention, q, k, v)
+        expected = sdpa(
+            np.broadcast_to(np.arange(8).reshape(2, 4) % 3, (1, 2, 4)), K[0, :1] > 0, V[0, :1]
+        )
+        assert_close(out, expected, backend, "float32")
+
+    def test_half_precision_is_finite_and_close_to_float32(self, backend, half_dtype):
+        k, v, options = CASES["gqa-causal-mask"]
+        args = [backend.asarray(a * 4, half_dtype) for a in (Q, k, v)]
+        rounded = [backend.to_numpy(a) for a in args] if backend.values else [Q * 4, k * 4, v * 4]
+        expected = sdpa(*rounded, **options)
+        for block_size in (None, 2):
+            out = _call(
+                backend,
+                mle.attention,
+                *args,
+                {**_on(backend, options, half_dtype), "block_size": block_size},
+            )
+            assert_close(out, expected, backend, half_dtype)
+            if backend.values:
+                assert np.isfinite(backend.to_numpy(out)).all()
+
+
+class TestAutodiff:
+    @pytest.mark.parametrize("case", ["bool-mask", "float-mask-causal", "gqa-causal-mask"])
+    @pytest.mark.parametrize("block_size", [None, 3])
+    def test_torch_autograd_matches_sdpa(self, case, block_size):
+        torch = torch_or_skip()
+        k, v, options = CASES[case]
+        weights = torch.asarray(RNG.normal(size=(B, HQ, L, EV)), dtype=torch.float32)
+        ours = [torch.asarray(a, dtype=torch.float32, requires_grad=True) for a in (Q, k, v)]
+        theirs = [a.detach().clone().requires_grad_(True) for a in ours]
+        mask = options.get("mask")
+        out = mle.attention(
+            *ours,
+            mask=None
+            if mask is None
+            else torch.asarray(mask).to(ours[0].dtype)
+            if mask.dtype != bool
+            else torch.asarray(mask),
+            is_causal=options.get("is_causal", False),
+            enable_gqa=options.get("enable_gqa", False),
+            block_size=block_size,
+        )
+        (out * weights).sum().backward()
+        if options.get("is_causal") and mask is not None:
+            c = causal_mask(L, S)
+            mask = mask & c if mask.dtype == bool else np.where(c, mask, -np.inf)
+            options = {**options, "is_causal": False}
+        ref = torch.nn.functional.scaled_dot_product_attention(
+            *theirs,
+            attn_mask=None
+            if mask is None
+            else torch.asarray(mask).to(torch.bool if mask.dtype == bool else torch.float32),
+            is_causal=options.get("is_causal", False),
+            enable_gqa=options.get("enable_gqa", False),
+        )
+        (ref * weights).sum().backward()
+        for a, b in zip(ours, theirs, strict=True):
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-4, atol=1e-4)
+
+    def test_torch_gradient_finite_on_fully_masked_rows(self):
+        torch = torch_or_skip()
+        mask = torch.ones(L, S, dtype=torch.bool)
+        mask[2] = False
+        for block_size in (None, 2):
+            q, k, v = (torch.asarray(a, requires_grad=True) for a in (Q, K, V))
+            out = mle.attention(q, k, v, mask=mask, block_size=block_size)
+            assert bool((out[..., 2, :] == 0).all())
+            out.sum().backward()
+            for t in (q, k, v):
+                assert bool(torch.isfinite(t.grad).all())
+
+    def test_jax_jit_grad_vmap(self):
+        jax = jax_or_skip()
+        jnp = jax.numpy
+        q, k, v = (jnp.asarray(a) for a in (Q, K_GQA, K_GQA))  # jax.nn needs Ev = E
+        # Key 0 always allowed: jax.nn gives a fully masked row the mean of the values, not 0.
+        mask = jnp.asarray(BOOL_MASK[None] | (np.arange(S) == 0))
+
+        def ours(q, k, v, block_size=None):
+            return mle.attention(
+                q, k, v, mask=mask, is_causal=True, enable_gqa=True, block_size=block_size
+            )
+
+        def theirs(q, k, v):
+            m = jnp.logical_and(mask, jnp.asarray(causal_mask(L, S)))
+            out = jax.nn.dot_product_attention(
+                jnp.swapaxes(q, 1, 2), jnp.swapaxes(k, 1, 2), jnp.swapaxes(v, 1, 2), mask=m
+            )
+            return jnp.swapaxes(out, 1, 2)
+
+        w = jnp.asarray(RNG.normal(size=(B, HQ, L, E)))
+        expected = jax.grad(lambda *a: jnp.sum(theirs(*a) * w), argnums=(0, 1, 2))(q, k, v)
+        for block_size in (None, 2):
+            loss = jax.jit(
+                jax.grad(
+                    lambda q, k, v, bs=block_size: jnp.sum(ours(q, k, v, bs) * w),
+                    argnums=(0, 1, 2),
+                )
+            )
+            for g, e in zip(loss(q, k, v), expected, strict=True):
+                # jax.nn takes its softmax in float32 even for float64 input.
+                np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+        # vmap over the batch axis equals the batched call.
+        one = lambda a, b, c: mle.attention(a, b, c, is_causal=True, enable_gqa=True)  # noqa: E731
+        np.testing.assert_allclose(jax.vmap(one)(q, k, v), one(q, k, v), rtol=1e-12, atol=1e-12)
+
+    def test_jax_gradient_finite_on_fully_masked_rows(self):
+        jax = jax_or_skip()
+        jnp = jax.numpy
+        mask = np.ones((L, S), dtype=bool)
+        mask[0] = False
+        for m in (jnp.asarray(mask), jnp.asarray(np.where(mask, 0.0, -np.inf))):
+            for block_size in (None, 3):
+                g = jax.grad(
+                    lambda q, m=m, bs=block_size: jnp.sum(
+                        mle.attention(q, jnp.asarray(K), jnp.asarray(V), mask=m, block_size=bs)
+                    )
+                )(jnp.asarray(Q))
+                assert bool(jnp.all(jnp.isfinite(g)))
+
+
+def test_blockwise_peak_memory_at_16k():
+    # The plain formula needs L·S·4 bytes = 1 GiB for the float32 scores alone.
+    n, e = 16384, 64
+    rng = np.random.default_rng(0)
+    q, k, v = (rng.standard_normal((1, n, e), dtype=np.float32) for _ in range(3))
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        out = mle.attention(q, k, v, block_size=512)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert out.shape == (1, n, e)
+    assert np.isfinite(out[:, :: n // 8]).all()
+    print(f"peak extra memory of the blockwise path at L = S = {n}: {peak / 2**20:.1f} MiB")
+    assert peak < 64 * 2**20, f"{peak / 2**20:.1f} MiB"
+
+
+class TestBadInput:
+    def test_head_dims_differ(self):
+        with pytest.raises(ValueError, match="`key` must have the head dimension E = 4"):
+            mle.attention(Q, K[..., :3], V)
+
+    def test_value_length_differs(self):
+        with pytest.raises(ValueError, match="`value` must have the S = 7 rows"):
+            mle.attention(Q, K, V[..., :6, :])
+
+    def test_mask_does_not_broadcast(self):
+        with pytest.raises(ValueError, match=r"`mask` of shape \(5, 6\) does not broadcast"):
+            mle.attention(Q, K, V, mask=np.ones((L, 6), dtype=bool))
+
+    def test_integer_mask(self):
+        with pytest.raises(TypeError, match="`mask` must be boolean or real floating"):
+            mle.attention(Q, K, V, mask=np.ones((L, S), dtype=np.int64))
+
+    def test_gqa_heads_do_not_divide(self):
+        with pytest.raises(ValueError, match=r"`enable_gqa`.*multiple"):
+            mle.attention(Q, K[:, :3], V[:, :3], enable_gqa=True)
+
+    def test_heads_differ_without_gqa(self):
+        with pytest.raises(ValueError, match=r"do not broadcast.*`query`"):
+            mle.attention(Q, K_GQA, V_GQA)
+
+    @pytest.mark.parametrize("block_size", [0, -1, 2.5, True])
+    def test_bad_block_size(self, block_size):
+        with pytest.raises(ValueError, match="`block_size` must be a positive int"):
+            mle.attention(Q, K, V, block_size=block_size)
+
+    def test_mixed_libraries(self):
+        torch = torch_or_skip()
+        with pytest.raises(TypeError, match="`key` is a torch array"):
+            mle.attention(Q, torch.asarray(K), V)
+
+
+# --- multi_head_attention ---------------------------------------------------------
+D, HEADS, DK, DV, DO = 6, 2, 5, 4, 3
+XQ = RNG.normal(size=(B, L, D))
+XK = RNG.normal(size=(B, S, D))
+XV = RNG.normal(size=(B, S, D))
+WEIGHTS = {
+    "w_q": RNG.normal(size=(D, D)) / 2,
+    "w_k": RNG.normal(size=(D, D)) / 2,
+    "w_v": RNG.normal(size=(D, D)) / 2,
+    "w_o": RNG.normal(size=(D, D)) / 2,
+    "b_q": RNG.normal(size=(D,)),
+    "b_k": RNG.normal(size=(D,)),
+    "b_v": RNG.normal(size=(D,)),
+    "b_o": RNG.normal(size=(D,)),
+}
+MHA_MASK = RNG.random((L, S)) > 0.3
+
+
+def torch_mha(xq, xk, xv, *, mask=None, is_causal=False, bias=True):
+    """torch.nn.MultiheadAttention (batch_first) with WEIGHTS, in float64."""
+    torch = torch_or_skip()
+    mha = torch.nn.MultiheadAttention(D, HEADS, bias=bias, batch_first=True, dtype=torch.float64)
+    with torch.no_grad():
+        w = WEIGHTS
+        mha.in_proj_weight.copy_(torch.asarray(np.concatenate([w["w_q"], w["w_k"], w["w_v"]])))
+        mha.out_proj.weight.copy_(torch.asarray(w["w_o"]))
+        if bias:
+            mha.in_proj_bias.copy_(torch.asarray(np.concatenate([w["b_q"], w["b_k"], w["b_v"]])))
+            mha.out_proj.bias.copy_(torch.asarray(w["b_o"]))
+        allowed = np.ones((L, S), dtype=bool) if mask is None else mask
+        if is_causal:
+            allowed = allowed & causal_mask(L, S)
+        # torch's attn_mask marks the keys that may NOT be attended (True = masked out).
+        attn_mask = None if allowed.all() else torch.asarray(~allowed)
+        out, _ = mha(
+            *(torch.asarray(a) for a in (xq, xk, xv)), attn_mask=attn_mask, need_weights=False
+        )
+    return out.numpy()
+
+
+class TestMultiHeadAttention:
+    @pytest.mark.parametrize(
+        ("case", "options"),
+        [
+            ("self", {}),
+            ("cross", {}),
+            ("mask", {"mask": MHA_MASK}),
+            ("causal", {"is_causal": True}),
+            ("no-bias", {}),
+        ],
+    )
+    def test_matches_torch(self, backend, dtype, case, options):
+        xq, xk, xv = (XQ, XQ, XQ) if case in ("self", "causal") else (XQ, XK, XV)
+        if case == "causal":
+            xk = xv = XK[:, :S]
+        bias = case != "no-bias"
+        expected = torch_mha(xq, xk, xv, bias=bias, **options)
+        weights = {
+            n: backend.asarray(w, dtype) for n, w in WEIGHTS.items() if bias or n.startswith("w_")
+        }
+        args = [backend.asarray(a, dtype) for a in (xq, xk, xv)]
+        mask = options.get("mask")
+        names = list(weights)
+
+        def run(xq, xk, xv, m, *ws):
+            return mle.multi_head_attention(
+                xq,
+                xk,
+                xv,
+                num_heads=HEADS,
+                mask=m,
+                is_causal=options.get("is_causal", False),
+                **dict(zip(names, ws, strict=True)),
+            )
+
+        m = None if mask is None else backend.asarray(mask)
+        out = backend.call(run, *args, m, *weights.values())
+        assert_close(out, expected, backend, dtype)
+
+    def test_different_input_widths(self, backend, dtype):
+        # kdim/vdim differ from the embedding width: reference by hand in float64.
+        xk, xv = RNG.normal(size=(B, S, DK)), RNG.normal(size=(B, S, DV))
+        wk, wv, wo = (
+            RNG.normal(size=(D, DK)),
+            RNG.normal(size=(D, DV)),
+            RNG.normal(size=(DO, D)),
+        )
+        q = (XQ @ WEIGHTS["w_q"].T).reshape(B, L, HEADS, -1).transpose(0, 2, 1, 3)
+        k = (xk @ wk.T).reshape(B, S, HEADS, -1).transpose(0, 2, 1, 3)
+        v = (xv @ wv.T).reshape(B, S, HEADS, -1).transpose(0, 2, 1, 3)
+        expected = sdpa(q, k, v).transpose(0, 2, 1, 3).reshape(B, L, D) @ wo.T
+        arrays = [backend.asarray(a, dtype) for a in (XQ, xk, xv, WEIGHTS["w_q"], wk, wv, wo)]
+
+        def run(xq, xk, xv, w_q, w_k, w_v, w_o):
+            return mle.multi_head_attention(
+                xq, xk, xv, num_heads=HEADS, w_q=w_q, w_k=w_k, w_v=w_v, w_o=w_o
+            )
+
+        assert_close(backend.call(run, *arrays), expected, backend, dtype)
+
+    def test_bad_input(self):
+        w = {n: WEIGHTS[n] for n in ("w_q", "w_k", "w_v", "w_o")}
+        with pytest.raises(ValueError, match="`num_heads` = 4 must divide"):
+            mle.multi_head_attention(XQ, XK, XV, num_heads=4, **w)
+        with pytest.raises(ValueError, match="`w_k` must have shape"):
+            mle.multi_head_attention(XQ, XK, XV, num_heads=2, **{**w, "w_k": w["w_k"][:, :5]})
+        with pytest.raises(ValueError, match="`b_o` must have shape"):
+            mle.multi_head_attention(XQ, XK, XV, num_heads=2, **w, b_o=np.ones(2))

@@ -1,0 +1,179 @@
+"""Attention: the portable algorithms beside each backend's native kernel.
+
+Each group ``attention[B,H,L,E][causal|full]`` lines up, on one backend, the
+portable default, each forced algorithm (plain, query-blocked, blockwise) and
+the native baselines: torch's ``scaled_dot_product_attention`` and its plain
+math kernel, ``jax.nn.dot_product_attention`` under ``jax.jit``, and for NumPy
+the guide's naive formula. ``extra_info["gflops"]`` is the effective rate
+4·B·H·L·S·E / time; the group ``matmul-peak`` times a 2048² matrix product per
+backend, the "peak" the attention rates are a fraction of.
+
+Full sweep::
+
+    pytest benchmarks/bench_attention.py --benchmark-only --benchmark-group-by=group \
+        --benchmark-json=attention.json
+
+Quick check (one small shape, seconds)::
+
+    MLEQUATIONS_BENCH_QUICK=1 pytest benchmarks/bench_attention.py --benchmark-only
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from mlequations.attention import _attention, attention
+
+from .conftest import measure
+
+QUICK = bool(os.environ.get("MLEQUATIONS_BENCH_QUICK"))
+SHAPES = (
+    [(2, 2, 256, 64)]
+    if QUICK
+    else [(8, 8, 512, 64), (4, 8, 1024, 64), (1, 8, 4096, 64), (1, 1, 16384, 64)]
+)
+# Forced (query block, key block): see mlequations.attention._attention.
+FORCED = {"plain": (None, None), "query-blocked": (64, None), "blockwise": (128, 1024)}
+IMPLS = ["default", *FORCED, "native", "native-math"]
+# Materialising L×S scores per head (1 GiB at L = S = 16384) is what blocking avoids;
+# the formulas that need them are timed only below this length.
+MATERIALISED_MAX = 4096
+
+
+def _inputs(backend, shape, layout_bthe=False):
+    B, H, L, E = shape
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((B, H, L, E), dtype=np.float32) for _ in range(3)]
+    if layout_bthe:  # jax.nn's (B, T, H, E)
+        arrays = [np.ascontiguousarray(np.swapaxes(a, 1, 2)) for a in arrays]
+    return [backend.asarray(a, "float32") for a in arrays]
+
+
+def _native(backend, impl, causal, L):
+    """The backend's own kernel for `impl` ("native" or "native-math"), or a skip."""
+    if backend.library == "torch":
+        import torch
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+        if impl == "native":
+            return lambda q, k, v: sdpa(q, k, v, is_causal=causal)
+        if L > MATERIALISED_MAX:
+            pytest.skip("torch's math kernel materialises L×S scores (1 GiB per head)")
+
+        def math(q, k, v):
+            with sdpa_kernel(SDPBackend.MATH):
+                return sdpa(q, k, v, is_causal=causal)
+
+        return math
+    if backend.library == "jax":
+        import jax
+
+        if impl == "native-math":
+            pytest.skip("jax.nn.dot_product_attention has one CPU implementation (XLA)")
+        return jax.jit(lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=causal))
+    if backend.library == "numpy":
+        if impl == "native-math":
+            pytest.skip("NumPy has no attention kernel; the guide's formula is `native`")
+        if L > MATERIALISED_MAX:
+            pytest.skip("the guide's formula materialises L×S scores (1 GiB per head)")
+
+        def guide(q, k, v):  # the guide's naive formula, in NumPy
+            scores = q @ np.swapaxes(k, -2, -1) / np.sqrt(np.float32(q.shape[-1]))
+            if causal:
+                scores = np.where(np.tril(np.ones(scores.shape[-2:], bool)), scores, -np.inf)
+            e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+            return (e / e.sum(axis=-1, keepdims=True)) @ v
+
+        return guide
+    pytest.skip(f"no native attention baseline for {backend.library}")
+
+
+def _portable(backend, impl, causal, L):
+    if impl == "plain" and L > MATERIALISED_MAX:
+        pytest.skip("the plain formula materialises L×S scores (1 GiB per head)")
+    if impl == "default":
+        fn = lambda q, k, v: attention(q, k, v, is_causal=causal)  # noqa: E731
+    else:
+        algorithm = FORCED[impl]
+        fn = lambda q, k, v: _attention(  # noqa: E731
+            q, k, v, None, causal, None, False, None, algorithm, None
+        )
+    if backend.jit:
+        import jax
+
+        return jax.jit(fn)
+    return fn
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[",".join(map(str, s)) for s in SHAPES])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("impl", IMPLS)
+def bench_attention(benchmark, bench_backend, shape, causal, impl):
+    B, H, L, E = shape
+    native = impl.startswith("native")
+    if native:
+        fn = _native(bench_backend, impl, causal, L)
+    else:
+        fn = _portable(bench_backend, impl, causal, L)
+    args = _inputs(bench_backend, shape, layout_bthe=native and bench_backend.library == "jax")
+    flops = 4.0 * B * H * L * L * E  # 2·L·S·E for Q Kᵀ, as much for P V; causal counted full
+    run = fn
+    if bench_backend.library == "torch":
+        import torch
+
+        def run(*a):
+            with torch.no_grad():
+                return fn(*a)
+
+    measure(
+        benchmark,
+        bench_backend,
+        run,
+        *args,
+        group=f"attention[{B},{H},{L},{E}][{'causal' if causal else 'full'}]",
+        impl=impl,
+        flops=flops,
+        rounds=3 if L >= 4096 else 5,
+        shape=list(shape),
+        dtype="float32",
+        causal=causal,
+        threads=_threads(bench_backend),
+    )
+
+
+def bench_matmul_peak(benchmark, bench_backend):
+    """A 2048 × 2048 float32 matrix product: the backend's matmul rate on this machine."""
+    n = 256 if QUICK else 2048
+    rng = np.random.default_rng(0)
+    a, b = (bench_backend.asarray(rng.standard_normal((n, n)), "float32") for _ in range(2))
+    fn = lambda x, y: x @ y  # noqa: E731
+    if bench_backend.jit:
+        import jax
+
+        fn = jax.jit(fn)
+    measure(
+        benchmark,
+        bench_backend,
+        fn,
+        a,
+        b,
+        group="matmul-peak",
+        impl="matmul",
+        flops=2.0 * n**3,
+        rounds=5,
+        shape=[n, n, n],
+        dtype="float32",
+        threads=_threads(bench_backend),
+    )
+
+
+def _threads(backend):
+    if backend.library == "torch":
+        import torch
+
+        return torch.get_num_threads()
+    return os.cpu_count()

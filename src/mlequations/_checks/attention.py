@@ -1,0 +1,106 @@
+"""Registry entries for ``attention.py``: plain float64 NumPy references."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .._registry import Equation
+from ..attention import attention, multi_head_attention
+
+
+def _reference(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
+    """softmax(s Q Kᵀ + M) V in float64; rows with no allowed key give zeros."""
+    if enable_gqa:
+        group = q.shape[-3] // k.shape[-3]
+        k, v = np.repeat(k, group, axis=-3), np.repeat(v, group, axis=-3)
+    scores = q @ np.swapaxes(k, -1, -2) * (1 / np.sqrt(q.shape[-1]) if scale is None else scale)
+    allowed = np.ones(scores.shape, dtype=bool)
+    if mask is not None and mask.dtype == bool:
+        allowed = allowed & mask
+    elif mask is not None:
+        scores = scores + mask
+    if is_causal:
+        allowed = allowed & np.tril(np.ones(scores.shape[-2:], dtype=bool))
+    scores = np.where(allowed, scores, -np.inf)
+    top = scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores - np.where(np.isfinite(top), top, 0.0))
+    total = weights.sum(axis=-1, keepdims=True)
+    return (weights / np.where(total > 0, total, 1.0)) @ v
+
+
+def _qkv(heads_kv: int = 3):
+    def make(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        return (
+            rng.normal(size=(2, 3, 5, 4)),
+            rng.normal(size=(2, heads_kv, 6, 4)),
+            rng.normal(size=(2, heads_kv, 6, 3)),
+        )
+
+    return make
+
+
+def _qkv_mask(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    mask = rng.random((3, 5, 6)) > 0.3
+    mask[0, 1] = False  # a row with no key to attend: zeros
+    return (*_qkv()(rng), mask)
+
+
+def _mha_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    x = rng.normal(size=(2, 5, 6))
+    weights = [rng.normal(size=(6, 6)) / 2 for _ in range(4)]
+    biases = [rng.normal(size=(6,)) for _ in range(4)]
+    return (x, rng.normal(size=(2, 7, 6)), rng.normal(size=(2, 7, 6)), *weights, *biases)
+
+
+def _mha(xq, xk, xv, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, num_heads=2):
+    def heads(x, w, b):
+        y = x @ w.T + b
+        return np.swapaxes(y.reshape(*y.shape[:-1], num_heads, -1), -2, -3)
+
+    o = _reference(heads(xq, w_q, b_q), heads(xk, w_k, b_k), heads(xv, w_v, b_v))
+    o = np.swapaxes(o, -2, -3)
+    return o.reshape(*o.shape[:-2], -1) @ w_o.T + b_o
+
+
+def _mha_portable(xq, xk, xv, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, *, num_heads, xp=None):
+    return multi_head_attention(
+        xq, xk, xv, num_heads=num_heads, w_q=w_q, w_k=w_k, w_v=w_v, w_o=w_o,
+        b_q=b_q, b_k=b_k, b_v=b_v, b_o=b_o, xp=xp,
+    )  # fmt: skip
+
+
+def _masked(q, k, v, mask, **options):
+    return attention(q, k, v, mask=mask, **options)
+
+
+EQUATIONS = [
+    Equation("attention", attention, _qkv(), _reference),
+    Equation(
+        "attention(mask, is_causal)",
+        _masked,
+        _qkv_mask,
+        _reference,
+        options={"is_causal": True},
+    ),
+    Equation(
+        "attention(enable_gqa, is_causal)",
+        attention,
+        _qkv(heads_kv=1),
+        _reference,
+        options={"enable_gqa": True, "is_causal": True},
+    ),
+    Equation(
+        "attention(block_size=2, mask)",
+        lambda q, k, v, mask, **o: attention(q, k, v, mask=mask, **o),
+        _qkv_mask,
+        lambda q, k, v, mask, block_size: _reference(q, k, v, mask),
+        options={"block_size": 2},
+    ),
+    Equation(
+        "multi_head_attention",
+        _mha_portable,
+        _mha_inputs,
+        _mha,
+        options={"num_heads": 2},
+    ),
+]
