@@ -7,7 +7,7 @@ are taken only of non-positive numbers.
 
 from __future__ import annotations
 
-from ._xp import Array, Namespace, float_dtypes, namespace, scalar
+from ._xp import Array, Namespace, device, float_dtypes, namespace, scalar
 
 __all__ = ["log_softmax", "logsumexp", "sigmoid", "softmax"]
 
@@ -18,7 +18,15 @@ def _shifted(x: Array, axis: int | tuple[int, ...] | None, xp: Namespace) -> tup
     A row of all ``-inf`` has ``m = -inf`` and ``x - m = -inf - (-inf) = NaN``;
     shifting such a row by 0 instead leaves ``exp(x - m) = 0``, so the row's
     log-sum-exp comes out as ``log 0 = -inf``, as it should.
+
+    An axis of length 0 has no max (the libraries raise); such a row needs no
+    shift, so ``m = 0`` there and the empty sum gives ``log 0 = -inf`` again.
     """
+    axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
+    reduced = {a % x.ndim for a in axes}
+    if any(x.shape[a] == 0 for a in reduced):  # a static shape check, fine under jit
+        shape = tuple(1 if i in reduced else n for i, n in enumerate(x.shape))
+        return x, xp.zeros(shape, dtype=x.dtype, device=device(x))
     m = xp.max(x, axis=axis, keepdims=True)  # (..., 1, ...)
     m = xp.where(xp.isfinite(m), m, scalar(0.0, m, xp=xp))
     return x - m, m
@@ -153,8 +161,12 @@ def log_softmax(x: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> 
     """
     xp, x, out_dtype = _prepare(x, xp)
     z, _ = _shifted(x, axis, xp)
-    out = z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))
-    return xp.astype(out, out_dtype, copy=False)
+    s = xp.sum(xp.exp(z), axis=axis, keepdims=True)  # (..., 1, ...), 0 only for empty rows
+    # The "double where" of logsumexp: log 0 = -inf without a divide-by-zero warning.
+    positive = s > 0
+    one = scalar(1.0, s, xp=xp)
+    lse = xp.where(positive, xp.log(xp.where(positive, s, one)), scalar(-xp.inf, s, xp=xp))
+    return xp.astype(z - lse, out_dtype, copy=False)
 
 
 def sigmoid(x: Array, /, *, xp: Namespace | None = None) -> Array:

@@ -1,0 +1,389 @@
+"""Property-based fuzzing of every public function on every backend of the matrix.
+
+Each test draws, with hypothesis, shapes (size-0 and size-1 axes included where
+the function allows them), a dtype the backend has (float16, bfloat16, float32,
+float64, and integers where promotion applies) and values from a pool of
+extremes (huge, tiny, ±inf, NaN, exact zeros, one-hot rows, denormals), runs the
+function the way the backend's users would (``backend.call``: traced under
+``jax.jit``, lazy on Dask, read-only inputs on ``numpy-readonly``) and checks:
+
+* namespace, device, dtype and shape are preserved (``assert_close``);
+* where the inputs are finite *after rounding to the dtype*, the result equals a
+  float64 NumPy reference computed from those rounded inputs (the registry's
+  references in ``mlequations/_checks`` or plain NumPy written here), rounded to
+  the output dtype, with the tolerance of that dtype, NaN exactly where the
+  reference has NaN;
+* the documented invariants (distributions sum to 1, divergences are ≥ 0,
+  attention outputs lie within [min V, max V] per column, ...);
+* inputs are never modified (compared before and after on NumPy).
+
+The profile is fixed and derandomized, so CI sees the same examples every run;
+the number of examples per backend is scaled so that the whole module stays
+within about three minutes on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+import pytest
+import scipy.special
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import mlequations as mle
+from mlequations._registry import equations, tolerance
+
+from ._assert import assert_close
+
+settings.register_profile(
+    "mlequations-fuzz",
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.filter_too_much,
+        HealthCheck.data_too_large,
+    ],
+)
+PROFILE = settings.get_profile("mlequations-fuzz")
+
+# Examples per (test, backend): NumPy is cheap and sees the most; every jitted
+# example compiles, so jax-jit sees the fewest.
+EXAMPLES = {"numpy": 30, "jax-jit": 4, "jax": 4, "torch-meta": 3, "dask": 4}
+DEFAULT_EXAMPLES = 8
+
+REFERENCES = {eq.name: eq.reference for eq in equations()}
+
+# -- values -------------------------------------------------------------------------------
+
+HUGE = [1e4, -1e4, 6e4, 1e30, -1e30, 1e300]
+TINY = [1e-30, -1e-30, 1e-300, 5e-324, 1e-310, 1e-40, 1e-45, 6e-8, 1e-5]  # denormals too
+SPECIAL = [0.0, -0.0, 1.0, -1.0, 0.5]
+NONFINITE = [math.inf, -math.inf, math.nan]
+
+
+def reals(*, nonfinite: bool = True, extreme: bool = True, low=-20.0, high=20.0):
+    """Floats: mostly moderate, with exact zeros, tiny, huge and (optionally) ±inf/NaN."""
+    pool = SPECIAL + (TINY + HUGE if extreme else [])
+    options = [st.floats(low, high), st.sampled_from(pool)]
+    if nonfinite:
+        options.append(st.sampled_from(NONFINITE))
+    return st.one_of(*options)
+
+
+def nonnegative(*, extreme: bool = True):
+    """Non-negative floats with exact zeros, tiny and (optionally) huge values."""
+    pool = [0.0, 0.0, 1.0] + ([1e-30, 1e-300, 5e-324, 1e-40, 1e30] if extreme else [])
+    return st.one_of(st.floats(0.0, 10.0), st.sampled_from(pool))
+
+
+@st.composite
+def arrays(draw, shape, elements):
+    size = int(np.prod(shape, dtype=np.int64))
+    values = draw(st.lists(elements, min_size=size, max_size=size))
+    return np.asarray(values, dtype=np.float64).reshape(shape)
+
+
+def shapes(min_dims=1, max_dims=3, min_side=0, max_side=4):
+    return st.lists(st.integers(min_side, max_side), min_size=min_dims, max_size=max_dims).map(
+        tuple
+    )
+
+
+@st.composite
+def distributions(draw, shape, *, one_hot=True, extreme=True):
+    """Distributions along the last axis: zeros, one-hot rows, tiny masses."""
+    w = draw(arrays(shape, nonnegative(extreme=extreme)))
+    if shape and shape[-1] > 0:
+        flat = w.reshape(-1, shape[-1])
+        if one_hot and flat.shape[0] and draw(st.booleans()):
+            flat[0] = 0.0
+            flat[0, draw(st.integers(0, shape[-1] - 1))] = 1.0
+        flat[flat.sum(axis=-1) == 0, 0] = 1.0
+        with np.errstate(over="ignore", invalid="ignore"):
+            w = flat / flat.sum(axis=-1, keepdims=True)
+        w = w.reshape(shape)
+    return w
+
+
+# -- running a function on a backend ------------------------------------------------------
+
+
+def examples_for(backend) -> int:
+    return EXAMPLES.get(backend.id, DEFAULT_EXAMPLES)
+
+
+def fuzz(backend, strategy, *, scale: float = 1.0):
+    """Decorate a body ``f(drawn)``: run it on `backend` under the fixed profile."""
+
+    def decorate(body):
+        n = max(2, int(examples_for(backend) * scale))
+        run = settings(PROFILE, max_examples=n)(given(strategy)(body))
+        run()
+
+    return decorate
+
+
+def dtype_names(backend, *, half=True, integer=False) -> list[str]:
+    names = list(backend.dtypes(half=half))
+    if integer:
+        names.append("int64")
+    return names
+
+
+def out_dtype_name(backend, dtype: str) -> str:
+    """The floating dtype a result has for inputs of `dtype` (integers promote)."""
+    if dtype.startswith("int"):
+        xp = backend.xp
+        default = xp.__array_namespace_info__().default_dtypes(device=backend.device)
+        return "float64" if default["real floating"] == xp.float64 else "float32"
+    return dtype
+
+
+NP_DTYPES = {
+    "float16": np.float16,
+    "bfloat16": ml_dtypes.bfloat16,
+    "float32": np.float32,
+    "float64": np.float64,
+}
+
+
+def rounded(a: np.ndarray, dtype: str) -> np.ndarray:
+    """`a` as it is on the backend in `dtype`, read back as float64."""
+    if dtype.startswith("int"):
+        return a.astype(np.float64)
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        return a.astype(NP_DTYPES[dtype]).astype(np.float64)
+
+
+def as_int(a: np.ndarray, dtype: str = "int64") -> np.ndarray:
+    """Integer data from drawn floats: NaN -> 0, everything clipped to [-100, 100]."""
+    return np.rint(np.clip(np.nan_to_num(a), -100, 100)).astype(dtype)
+
+
+def to_backend(backend, a: np.ndarray, dtype: str):
+    """``(array on the backend, its values as float64 NumPy)``."""
+    if dtype.startswith("int"):
+        ints = as_int(a, dtype)
+        return backend.asarray(ints), ints.astype(np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return backend.asarray(a, dtype), rounded(a, dtype)
+
+
+def flat(x: Any) -> list[Any]:
+    if isinstance(x, tuple | list):
+        return [leaf for item in x for leaf in flat(item)]
+    return [x]
+
+
+def run(
+    backend,
+    fn: Callable[..., Any],
+    *args: Any,
+    lazy: bool = True,
+    quiet: bool = False,
+    **options: Any,
+) -> Any:
+    """Call `fn` on `backend`; on NumPy, fail if any input array changed.
+
+    Floating-point warnings are errors (pyproject) except with ``quiet=True``, for
+    inputs holding ±inf or NaN, where NumPy's warnings about them are expected.
+    """
+    before = [np.array(a, copy=True) for a in args if isinstance(a, np.ndarray)]
+    with warnings.catch_warnings():
+        if quiet:
+            warnings.simplefilter("ignore", RuntimeWarning)
+        out = backend.call(fn, *args, lazy=lazy or backend.library != "dask", **options)
+    after = [a for a in args if isinstance(a, np.ndarray)]
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a, b, err_msg="an input array was modified in place")
+    return out
+
+
+def expect(
+    actual: Any,
+    expected: Any,
+    backend,
+    dtype: str,
+    *,
+    rtol: float | None = None,
+    atol: float | None = None,
+) -> None:
+    """`assert_close` per output, after rounding the float64 reference to `dtype`."""
+    out_dtype = out_dtype_name(backend, dtype)
+    default_rtol, default_atol = tolerance(out_dtype)
+    for got, want in zip(flat(actual), flat(expected), strict=True):
+        want = rounded(np.asarray(want, dtype=np.float64), out_dtype)
+        assert_close(
+            got,
+            want,
+            backend,
+            out_dtype,
+            rtol=default_rtol if rtol is None else rtol,
+            atol=default_atol if atol is None else atol,
+        )
+
+
+def check_meta(actual: Any, backend, dtype: str, shapes_: list[tuple[int, ...]]) -> None:
+    """Namespace, device, dtype and shape only (for inputs where values are not compared)."""
+    out_dtype = out_dtype_name(backend, dtype)
+    blind = dataclasses.replace(backend, values=False)
+    for got, shape in zip(flat(actual), shapes_, strict=True):
+        assert_close(got, np.zeros(shape), blind, out_dtype)
+
+
+def values_of(backend, x: Any) -> np.ndarray | None:
+    return backend.to_numpy(x) if backend.values else None
+
+
+def finite(*arrays_: np.ndarray) -> bool:
+    return all(np.isfinite(a).all() for a in arrays_)
+
+
+def reference(fn, *args, **kwargs):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return fn(*args, **kwargs)
+
+
+# == elementwise ==========================================================================
+
+ELEMENTWISE = {
+    "sigmoid": (mle.sigmoid, lambda x: scipy.special.expit(x)),
+    "erf": (mle.erf, lambda x: scipy.special.erf(x)),
+    "normal_cdf": (mle.normal_cdf, lambda x: scipy.special.ndtr(x)),
+    "normal_pdf": (mle.normal_pdf, lambda x: np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(ELEMENTWISE))
+def test_elementwise(backend, name):
+    """Any shape, any values: equal to the float64 reference, ±inf and NaN included."""
+    fn, ref = ELEMENTWISE[name]
+
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend, integer=True)), label="dtype")
+        shape = data.draw(shapes(min_dims=0), label="shape")
+        x = data.draw(arrays(shape, reals()), label="x")
+        xb, xr = to_backend(backend, x, dtype)
+        out = run(backend, fn, xb, quiet=not finite(xr))
+        expect(out, reference(ref, xr), backend, dtype)
+        got = values_of(backend, out)
+        if got is not None and name != "erf":
+            assert np.all(got[~np.isnan(got)] >= 0), "a probability below 0"
+
+
+BACKWARD = {
+    "sigmoid_backward": (mle.sigmoid_backward, lambda dy, y: dy * y * (1 - y)),
+    "tanh_backward": (mle.tanh_backward, lambda dy, y: dy * (1 - y * y)),
+    "relu_backward": (mle.relu_backward, lambda dy, y: np.where(y > 0, dy, 0.0)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BACKWARD))
+def test_activation_backward(backend, name):
+    fn, ref = BACKWARD[name]
+
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend)), label="dtype")
+        shape = data.draw(shapes(min_dims=0), label="shape")
+        dy = data.draw(arrays(shape, reals(nonfinite=False, extreme=False)), label="dy")
+        y = data.draw(arrays(shape, st.floats(-1.0, 1.0)), label="y")
+        (dyb, dyr), (yb, yr) = to_backend(backend, dy, dtype), to_backend(backend, y, dtype)
+        out = run(backend, fn, dyb, yb)
+        expect(out, reference(ref, dyr, yr), backend, dtype, atol=tolerance(dtype)[1] * 10)
+
+
+# == distributions along an axis ==========================================================
+
+
+def _np_softmax(x, axis):
+    if x.shape[axis] == 0:
+        return x.copy()
+    m = np.max(x, axis=axis, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(x - m)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _np_logsumexp(x, axis):
+    if x.shape[axis] == 0:
+        return np.full(np.delete(x.shape, axis), -np.inf)
+    return scipy.special.logsumexp(x, axis=axis)
+
+
+def _np_log_softmax(x, axis):
+    return x.copy() if x.shape[axis] == 0 else scipy.special.log_softmax(x, axis=axis)
+
+
+@st.composite
+def scores_and_axis(draw, *, min_side=0, nonfinite=True):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    x = draw(arrays(shape, reals(nonfinite=nonfinite)))
+    return x, axis
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+def test_softmax_family(backend, name):
+    """Finite scores (huge ones included) never give NaN; softmax rows sum to 1."""
+    fn = getattr(mle, name)
+    refs = {
+        "softmax": _np_softmax,
+        "log_softmax": _np_log_softmax,
+        "logsumexp": _np_logsumexp,
+    }
+
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend, integer=True)), label="dtype")
+        x, axis = data.draw(scores_and_axis(), label="x, axis")
+        xb, xr = to_backend(backend, x, dtype)
+        out = run(backend, fn, xb, axis=axis, quiet=not finite(xr))
+        if finite(xr):
+            # A finite row of size 0 has no softmax (0/0) but log-sum-exp = -inf.
+            expect(
+                out,
+                reference(refs[name], xr, axis),
+                backend,
+                dtype,
+                atol=tolerance(out_dtype_name(backend, dtype))[1] * 10,
+            )
+            got = values_of(backend, out)
+            if got is not None and name == "softmax" and x.shape[axis] > 0:
+                np.testing.assert_allclose(
+                    got.sum(axis=axis),
+                    1.0,
+                    rtol=0,
+                    atol=tolerance(out_dtype_name(backend, dtype))[0] * 4 * max(1, x.shape[axis]),
+                )
+        else:
+            expected_shape = list(x.shape)
+            if name == "logsumexp":
+                expected_shape.pop(axis)
+            check_meta(out, backend, dtype, [tuple(expected_shape)])
+
+
+@pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 0)])
+def test_regression_softmax_family_on_an_empty_axis(backend, shape):
+    """Found by fuzzing: ``softmax(np.zeros((0,)))`` raised NumPy's "zero-size array to
+    reduction operation maximum" (the max shift has no identity); log_softmax also warned
+    about log 0. Now: the empty result for softmax and log_softmax, -inf for logsumexp."""
+    x = backend.asarray(np.zeros(shape), "float32")
+    for fn in (mle.softmax, mle.log_softmax):
+        expect(run(backend, fn, x, axis=-1), np.zeros(shape), backend, "float32")
+    lse = run(backend, mle.logsumexp, x, axis=-1)
+    expect(lse, np.full(shape[:-1], -np.inf), backend, "float32")
