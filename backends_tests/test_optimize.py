@@ -84,11 +84,6 @@ class TestLeastSquaresGrad:
 
 class TestGradientDescent:
     @pytest.mark.skip_xp_backend(
-        "jax-jit",
-        reason="1000 steps unroll under jax.jit and take minutes to compile; "
-        "jit is covered by the 20-step tests",
-    )
-    @pytest.mark.skip_xp_backend(
         "dask",
         reason="hundreds of steps make one lazy graph that takes minutes to build and compute; "
         "Dask runs the 20-step tests (values and laziness)",
@@ -110,9 +105,6 @@ class TestGradientDescent:
         out = backend.call(_least_squares, *args, lr=lr, steps=steps, momentum=momentum)
         assert_close(out, expected, backend, dtype)
 
-    @pytest.mark.skip_xp_backend(
-        "jax-jit", reason="80 unrolled steps compile slowly (see the docs); same fixed point"
-    )
     @pytest.mark.parametrize(("lr", "momentum"), [(0.6, 0.0), (0.5, 0.2)])
     def test_reaches_the_lstsq_fixed_point(self, backend, dtype, lr, momentum):
         # lr near 2 / (λ_min + λ_max) of XᵀX / m: the error shrinks ~0.6x per step.

@@ -21,6 +21,7 @@ non-symmetric eigen-solver) are filled here too, and nowhere else.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import array_api_compat
@@ -35,6 +36,7 @@ __all__ = [
     "is_jax",
     "library_name",
     "namespace",
+    "repeat",
     "scalar",
 ]
 
@@ -225,5 +227,23 @@ def cholesky(a: Array, xp: Namespace) -> Array:
     if array_api_compat.is_dask_namespace(xp):
         import dask.array as da
 
-        return da.linalg.cholesky(a.rechunk(a.shape[-1]), lower=True)
+        return da.linalg.cholesky(a.rechunk(a.shape[-1]), lower=True)  # type: ignore[no-untyped-call]
     return xp.linalg.cholesky(a)
+
+
+def repeat(steps: int, body: Callable[[Any], Any], init: Any, xp: Namespace) -> Any:
+    """Apply ``carry = body(carry)`` `steps` times (a static count) and return the carry.
+
+    The standard has no loop construct. A Python loop is right everywhere but
+    under JAX, where tracing unrolls it: compile time then grows with the step
+    count (1000 gradient steps take minutes to compile). ``jax.lax.fori_loop``
+    traces `body` once instead. The carry is a (nested) tuple of arrays whose
+    shapes and dtypes `body` keeps; `body` must be traceable on JAX.
+    """
+    if is_jax(xp):
+        import jax
+
+        return jax.lax.fori_loop(0, steps, lambda _, carry: body(carry), init)
+    for _ in range(steps):
+        init = body(init)
+    return init

@@ -12,7 +12,16 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ._xp import Array, Namespace, device, float_dtypes, general_eig, namespace, scalar
+from ._xp import (
+    Array,
+    Namespace,
+    device,
+    float_dtypes,
+    general_eig,
+    namespace,
+    repeat,
+    scalar,
+)
 
 __all__ = [
     "EigResult",
@@ -467,11 +476,14 @@ def power_iteration(
     v = 1 / xp.arange(1, n + 1, dtype=work_dtype, device=device(a))  # (n,)
     v = xp.broadcast_to(v / xp.sqrt(xp.sum(v * v)), a.shape[:-1])  # (..., n), unit
     one = scalar(1.0, a, xp=xp)
-    for _ in range(num_iters):
+
+    def step(v: Array) -> Array:
         w = xp.matmul(a, v[..., None])[..., 0]  # (..., n)
         norm = xp.sqrt(xp.sum(w * w, axis=-1, keepdims=True))  # (..., 1)
         # A v = 0 (a nilpotent or zero matrix) would give 0/0; keep the zero vector.
-        v = w / xp.where(norm > 0, norm, one)
+        return w / xp.where(norm > 0, norm, one)
+
+    v = repeat(num_iters, step, v, xp)
     rayleigh = xp.sum(v * xp.matmul(a, v[..., None])[..., 0], axis=-1, keepdims=True)
     eigenvalue = rayleigh[..., 0]  # (...), a 0-d array (not a NumPy scalar) for one matrix
     v = v * _sign_of_largest(v, xp)[..., None]

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from ._xp import Array, Namespace, compute_dtype, float_dtypes, namespace, scalar
+from ._xp import Array, Namespace, compute_dtype, float_dtypes, namespace, repeat, scalar
 
 __all__ = [
     "AdamState",
@@ -131,9 +131,11 @@ def gradient_descent(
     gradient descent $\theta_{k+1} = \theta_k - \eta \nabla L(\theta_k)$. This is
     ``torch.optim.SGD(lr=lr, momentum=momentum)`` step for step.
 
-    With ``tol=None`` (the default) the loop runs exactly `steps` times: a plain
-    Python loop over a static count, so a function that calls it traces under
-    ``jax.jit`` (the loop is unrolled) and stays lazy on Dask. With a `tol`, the
+    With ``tol=None`` (the default) the loop runs exactly `steps` times over a
+    static count, so a function that calls it traces under ``jax.jit`` and
+    stays lazy on Dask. Under JAX the step is traced once (``lax.fori_loop``,
+    through the seam's ``repeat``) rather than unrolled, so 1000 steps compile
+    as fast as one; `grad_fn` must then be traceable. With a `tol`, the
     loop stops after the first step whose update is small,
     $\lVert \theta_{k+1} - \theta_k \rVert_2 \le$ `tol` (over all arrays of
     `params`); that test reads a value back, so this mode is **eager**: it
@@ -193,7 +195,9 @@ def gradient_descent(
         raise TypeError(f"`callback` must be callable or None, got {type(callback).__name__}")
     xp, theta = _prepare_params(params)
     velocity = _tree_map(xp.zeros_like, theta) if mu != 0 else None
-    for k in range(1, steps + 1):
+
+    def step(state: tuple[Params, Any]) -> tuple[Params, Any, Params]:
+        theta, velocity = state
         grads = grad_fn(theta)
         _check_like(grads, theta, "grad_fn(params)", "params")
         # A gradient in another dtype (a float64 constant in grad_fn) must not promote theta.
@@ -201,7 +205,18 @@ def gradient_descent(
         # mu is a Python float: with mu = 0 the velocity is the gradient, with no extra ops
         velocity = grads if mu == 0 else _tree_map(lambda v, g: mu * v + g, velocity, grads)
         update = _tree_map(lambda v: lr * v, velocity)
-        theta = _tree_map(lambda p, u: p - u, theta, update)
+        return _tree_map(lambda p, u: p - u, theta, update), velocity, update
+
+    if tol is None and callback is None:
+        # The traceable mode: one traced step under JAX (not `steps` unrolled ones).
+        def traced(state: tuple[Params, Any]) -> tuple[Params, Any]:
+            theta, velocity, _ = step(state)
+            return theta, None if mu == 0 else velocity  # the carry keeps its structure
+
+        theta, _ = repeat(steps, traced, (theta, velocity), xp)
+        return theta
+    for k in range(1, steps + 1):
+        theta, velocity, update = step((theta, velocity))
         if callback is not None:
             callback(k, theta)
         if tol is not None and float(_norm(update, xp)) <= tol:  # eager by design
