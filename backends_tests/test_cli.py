@@ -1,0 +1,101 @@
+"""The command line: info, check and bench (with its JSON schema, plot and GPU sync)."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from mlequations import _bench
+from mlequations._backends import BACKENDS
+from mlequations.cli import main
+
+CPU_BENCH = [b for b in BACKENDS if b.id in ("numpy", "torch-cpu", "jax-jit")]
+
+
+def test_info_lists_every_backend(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    for backend in BACKENDS:
+        assert backend.id in out
+    assert "no GPU" in out or "cuda" in out
+
+
+def test_check_passes_and_prints_a_table(capsys):
+    assert main(["check", "--backend", "numpy", "--only", "softmax"]) == 0
+    out = capsys.readouterr().out
+    assert "softmax" in out
+    assert "all passed" in out
+
+
+def test_check_fails_loudly_on_a_wrong_equation(capsys, monkeypatch):
+    from mlequations import _registry
+    from mlequations._registry import Equation
+
+    wrong = Equation("softmax", lambda x: x * 2.0, lambda rng: (rng.normal(size=3),), lambda x: x)
+    monkeypatch.setattr(_registry, "equations", lambda: [wrong])
+    monkeypatch.setattr("mlequations.cli.equations", lambda: [wrong])
+    assert main(["check", "--backend", "numpy"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "backend_ids", [["numpy"], [b.id for b in CPU_BENCH]], ids=["numpy-alone", "all-cpu"]
+)
+def test_bench_quick_writes_table_json_and_plot(backend_ids, tmp_path, capsys):
+    args = [
+        "bench",
+        "--quick",
+        "--repeats",
+        "1",
+        "--no-progress",
+        "--json",
+        str(tmp_path / "b.json"),
+        "--plot",
+        str(tmp_path / "b.png"),
+    ]
+    for backend_id in backend_ids:
+        args += ["--backend", backend_id]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "port/nat" in out
+    document = json.loads((tmp_path / "b.json").read_text())
+    for record in document["records"]:
+        jsonschema.validate(record, _bench.RECORD_SCHEMA)
+        assert record["error"] is None, record
+    ops = {(r["backend"], r["op"]) for r in document["records"]}
+    for backend_id in backend_ids:
+        assert {(backend_id, op) for op in ("matmul", "softmax", "attention", "conv2d")} <= ops
+    assert (tmp_path / "b.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_timer_syncs_once_per_timed_run_and_never_times_warmup():
+    calls = []
+    ticks = iter(range(100))
+
+    def fn(x):
+        calls.append("call")
+        return x
+
+    def sync(x):
+        calls.append("sync")
+        return x
+
+    timing = _bench.time_call(fn, [1], sync, repeats=3, warmup=2, clock=lambda: next(ticks))
+    # 2 warm-ups + 3 timed runs, each call followed by exactly one sync.
+    assert calls == ["call", "sync"] * 5
+    assert timing.runs == 3
+    assert timing.best == 1  # each timed run spans one clock tick: start and stop
+
+
+def test_a_failing_backend_is_a_row_not_a_crash(monkeypatch):
+    numpy_backend = next(b for b in BACKENDS if b.id == "numpy")
+
+    def broken(case, backend):
+        raise RuntimeError("device lost")
+
+    monkeypatch.setattr(_bench, "kernels", broken)
+    records = _bench.run([numpy_backend], ["softmax"], quick=True, repeats=1)
+    assert records
+    assert all(r.error == "RuntimeError: device lost" for r in records)
