@@ -201,7 +201,7 @@ def bench_conv2d(benchmark, bench_backend, case, impl):
             extra["auto_picks"] = _auto(
                 bench_backend.xp, wshape[1], wshape[2:], (options["stride"],) * 2
             )
-    slow = impl in ("native-scipy", "shift", "im2col") and case in ("stem-7x7-s2", "large-15x15")
+    slow = impl in ("shift", "im2col") and case in ("stem-7x7-s2", "large-15x15")
     peak = _matmul_gflops(bench_backend)
     measure(
         benchmark,
@@ -212,7 +212,7 @@ def bench_conv2d(benchmark, bench_backend, case, impl):
         group=f"conv2d[{case}]",
         impl=impl,
         flops=flops,
-        rounds=1 if QUICK else (3 if slow else 5),
+        rounds=1 if QUICK or slow else 5,
         input_shape=list(xshape),
         weight_shape=list(wshape),
         dtype="float32",
