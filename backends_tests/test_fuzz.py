@@ -387,3 +387,178 @@ def test_regression_softmax_family_on_an_empty_axis(backend, shape):
         expect(run(backend, fn, x, axis=-1), np.zeros(shape), backend, "float32")
     lse = run(backend, mle.logsumexp, x, axis=-1)
     expect(lse, np.full(shape[:-1], -np.inf), backend, "float32")
+
+
+# == distributions and pairs of distributions (information, probability) =================
+
+
+@st.composite
+def distribution_batch(draw, *, pairs: bool, min_side: int = 1):
+    shape = draw(shapes(min_dims=1, min_side=min_side))
+    axis = draw(st.integers(-len(shape), len(shape) - 1))
+    p = np.moveaxis(draw(distributions(np.moveaxis(np.empty(shape), axis, -1).shape)), -1, axis)
+    if not pairs:
+        return p, axis
+    if draw(st.booleans()):
+        q = p.copy()  # same support: finite divergences, KL = 0
+    else:
+        q = np.moveaxis(draw(distributions(np.moveaxis(np.empty(shape), axis, -1).shape)), -1, axis)
+    return p, q, axis
+
+
+@pytest.mark.parametrize("name", ["entropy", "kl_divergence", "cross_entropy"])
+def test_information(backend, name):
+    """Entropies and divergences of distributions with zeros and one-hot rows: ≥ 0,
+    NaN-free, +inf only where q = 0 < p, equal to the float64 reference."""
+    fn, ref = getattr(mle, name), REFERENCES[name]
+    pairs = name != "entropy"
+
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend)), label="dtype")
+        drawn = data.draw(distribution_batch(pairs=pairs), label="p[, q], axis")
+        base = data.draw(st.sampled_from([None, 2, 10]), label="base")
+        *dists, axis = drawn
+        converted = [to_backend(backend, d, dtype) for d in dists]
+        out = run(backend, fn, *(b for b, _ in converted), axis=axis, base=base)
+        expected = reference(ref, *(r for _, r in converted), axis=axis)
+        expected = expected / math.log(base) if base else expected
+        expect(out, expected, backend, dtype, atol=tolerance(dtype)[1] * 10)
+        got = values_of(backend, out)
+        if got is not None:
+            assert not np.isnan(got).any(), "NaN from distributions"
+            assert (got >= -tolerance(dtype)[1] * 10).all(), "negative entropy or divergence"
+
+
+def _np_bayes(prior, likelihood, axis):
+    """Bayes' rule in log space (a product of two tiny numbers may underflow to 0)."""
+    log_joint = np.log(prior) + np.log(likelihood)
+    m = np.max(log_joint, axis=axis, keepdims=True)
+    e = np.exp(log_joint - np.where(np.isfinite(m), m, 0.0))
+    evidence = e.sum(axis=axis, keepdims=True)
+    return np.where(evidence > 0, e / np.where(evidence > 0, evidence, 1.0), np.nan)
+
+
+def test_bayes_rule(backend):
+    """The posterior is normalised wherever the evidence is positive, NaN where it is 0."""
+
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend, integer=True)), label="dtype")
+        shape = data.draw(shapes(min_dims=1, min_side=1), label="shape")
+        axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+        prior = data.draw(arrays(shape, nonnegative()), label="prior")
+        likelihood = data.draw(
+            arrays(shape[-data.draw(st.integers(1, len(shape))) :], nonnegative()),
+            label="likelihood",
+        )
+        (pb, pr), (lb, lr) = (
+            to_backend(backend, prior, dtype),
+            to_backend(backend, likelihood, dtype),
+        )
+        out = run(backend, mle.bayes_rule, pb, lb, axis=axis, quiet=not finite(pr, lr))
+        if finite(pr, lr):
+            expected = reference(_np_bayes, pr, lr, axis)
+            expect(out, expected, backend, dtype, atol=tolerance(out_dtype_name(backend, dtype))[0])
+            got = values_of(backend, out)
+            if got is not None:
+                sums = np.sum(got, axis=axis)
+                ok = ~np.isnan(sums)
+                np.testing.assert_allclose(sums[ok], 1.0, atol=1e-2 if "16" in dtype else 1e-5)
+
+
+@pytest.mark.parametrize("name", ["joint_probability", "conditional_probability"])
+def test_elementwise_probability(backend, name):
+    fn, ref = getattr(mle, name), REFERENCES[name]
+
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend, integer=True)), label="dtype")
+        shape = data.draw(shapes(min_dims=1), label="shape")
+        a = data.draw(arrays(shape, st.floats(0.0, 1.0) | st.sampled_from([0.0, 1e-40, 1.0])))
+        b = data.draw(arrays(shape[1:], st.floats(0.0, 1.0) | st.sampled_from([0.0, 1e-40, 1.0])))
+        (ab, ar), (bb, br) = to_backend(backend, a, dtype), to_backend(backend, b, dtype)
+        out = run(backend, fn, ab, bb)
+        expected = reference(ref, ar, br)
+        if name == "conditional_probability":
+            expected = np.where((ar == 0) & (br == 0), 0.0, expected)
+        expect(out, expected, backend, dtype)
+        got = values_of(backend, out)
+        if got is not None:
+            assert not np.isnan(got).any()
+
+
+def test_marginal_probability(backend):
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend, integer=True)), label="dtype")
+        shape = data.draw(shapes(min_dims=1), label="shape")
+        axis = data.draw(st.integers(-len(shape), len(shape) - 1), label="axis")
+        keepdims = data.draw(st.booleans(), label="keepdims")
+        joint = data.draw(arrays(shape, nonnegative()), label="joint")
+        jb, jr = to_backend(backend, joint, dtype)
+        out = run(backend, mle.marginal_probability, jb, axis=axis, keepdims=keepdims)
+        expect(out, np.sum(jr, axis=axis, keepdims=keepdims), backend, dtype)
+
+
+def test_mutual_information(backend):
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend)), label="dtype")
+        shape = data.draw(shapes(min_dims=2, min_side=1), label="shape")
+        joint = data.draw(arrays(shape, nonnegative()), label="joint")
+        flat_ = joint.reshape(*shape[:-2], -1)
+        flat_[..., 0] += flat_.sum(axis=-1) == 0
+        with np.errstate(over="ignore", invalid="ignore"):
+            joint = (flat_ / flat_.sum(axis=-1, keepdims=True)).reshape(shape)
+        jb, jr = to_backend(backend, joint, dtype)
+        out = run(backend, mle.mutual_information, jb, quiet=not finite(jr))
+        if finite(jr):
+            expect(
+                out,
+                reference(REFERENCES["mutual_information"], jr),
+                backend,
+                dtype,
+                atol=tolerance(dtype)[1] * 10,
+            )
+            got = values_of(backend, out)
+            if got is not None:
+                assert not np.isnan(got).any() and (got >= -tolerance(dtype)[0]).all()
+
+
+def test_information_gain(backend):
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend, integer=True)), label="dtype")
+        k = data.draw(st.integers(0, 3), label="K")
+        c = data.draw(st.integers(1, 3), label="C")
+        batch = data.draw(shapes(min_dims=0, max_dims=1), label="batch")
+        children = data.draw(arrays((*batch, k, c), st.integers(0, 5).map(float)), label="children")
+        parent = children.sum(axis=-2)
+        (pb, pr), (cb, cr) = (
+            to_backend(backend, parent, dtype),
+            to_backend(backend, children, dtype),
+        )
+        out = run(backend, mle.information_gain, pb, cb)
+        expect(
+            out,
+            reference(REFERENCES["information_gain"], pr, cr),
+            backend,
+            dtype,
+            atol=tolerance(out_dtype_name(backend, dtype))[0],
+        )
+        got = values_of(backend, out)
+        if got is not None:
+            assert not np.isnan(got).any() and (got >= -1e-2).all()
+
+
+def test_regression_mutual_information_with_tiny_marginals(backend):
+    """Found by fuzzing: ``mutual_information`` of ``[[0, 0], [1, 0], [0, 1e-30]]`` in
+    float32 was +inf: p(x) p(y) = 1e-30 * 1e-30 underflowed to 0 under p(x, y) = 1e-30.
+    The log ratio is now log p(x, y) - log p(x) - log p(y); the exact value is
+    1e-30 * log(1e30) = 6.9e-29."""
+    joint = np.asarray([[0.0, 0.0], [1.0, 0.0], [0.0, 1e-30]])
+    out = run(backend, mle.mutual_information, backend.asarray(joint, "float32"))
+    total = 1.0 + 1e-30
+    expected = (1 / total) * math.log(1.0) + (1e-30 / total) * math.log(total / 1e-30)
+    expect(out, expected, backend, "float32", atol=1e-35)

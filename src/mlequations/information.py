@@ -250,7 +250,9 @@ def mutual_information(
     $$
 
     with $p(x) = \sum_y p(x, y)$ and $p(y) = \sum_x p(x, y)$. It is 0 exactly
-    when $X$ and $Y$ are independent. The table is divided by its total first,
+    when $X$ and $Y$ are independent. The logarithm is taken as
+    $\log p(x, y) - \log p(x) - \log p(y)$, so tiny marginals whose product
+    underflows still give a finite result. The table is divided by its total first,
     so a contingency table of counts works as well as a probability table (as
     in ``sklearn.metrics.mutual_info_score(None, None, contingency=...)``), and
     the result is clipped at 0 against rounding, as scikit-learn does.
@@ -285,7 +287,17 @@ def mutual_information(
     p_xy = xp.where(positive, joint / xp.where(positive, total, scalar(1.0, total, xp=xp)), zero)
     p_x = xp.sum(p_xy, axis=-1, keepdims=True)  # (..., X, 1)
     p_y = xp.sum(p_xy, axis=-2, keepdims=True)  # (..., 1, Y)
-    mi = xp.sum(_rel_entr(p_xy, p_x * p_y, xp), axis=(-2, -1))  # (...)
+    # log p(x, y) - log p(x) - log p(y): the product p(x) p(y) is never formed, as it
+    # underflows to 0 for tiny marginals (1e-30 * 1e-30 in float32) and would turn a
+    # finite term into +inf. p(x, y) > 0 implies p(x) > 0 and p(y) > 0.
+    one = scalar(1.0, p_xy, xp=xp)
+    support = p_xy > 0
+    log_ratio = (
+        xp.log(xp.where(support, p_xy, one))
+        - xp.log(xp.where(support, p_x, one))
+        - xp.log(xp.where(support, p_y, one))
+    )  # (..., X, Y)
+    mi = xp.sum(xp.where(support, p_xy * log_ratio, zero), axis=(-2, -1))  # (...)
     mi = xp.maximum(mi, scalar(0.0, mi, xp=xp))
     return _cast(xp, _in_base(mi, scale), out_dtype)
 
