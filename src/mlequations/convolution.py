@@ -95,6 +95,24 @@ def _fast_length(n: int) -> int:
     return best
 
 
+def _zero_pad(x: Array, rows: Pair, cols: Pair, xp: Namespace) -> Array:
+    """Zeros around the image: ``rows = (top, bottom)``, ``cols = (left, right)``.
+
+    Written as concatenation with zero blocks rather than a fill-and-assign
+    (``array_api_extra.pad`` on libraries without a native ``pad``), so a lazy
+    Dask input keeps its batch chunks: every sample is padded where it lives.
+    """
+    for axis, (before, after) in ((2, rows), (3, cols)):
+        parts = []
+        for width in (before, after):
+            shape = list(x.shape)
+            shape[axis] = width
+            parts.append(xp.zeros(tuple(shape), dtype=x.dtype, device=device(x)) if width else None)
+        if parts[0] is not None or parts[1] is not None:
+            x = xp.concat([p for p in (parts[0], x, parts[1]) if p is not None], axis=axis)
+    return x
+
+
 _CHUNK = 1 << 22  # elements of unfolded patches per matrix product (16 MiB in float32)
 
 
@@ -116,7 +134,7 @@ def _flat(
     ]
     rows = -(-(offsets[-1] + out[0] * Wp) // Wp)  # rows the last tap reaches (Hp + 1 at most)
     if rows > Hp:
-        x = xpx.pad(x, ((0, 0), (0, 0), (0, rows - Hp), (0, 0)), xp=xp)
+        x = _zero_pad(x, (0, rows - Hp), (0, 0), xp)
     return xp.reshape(x[:, :, :rows, :], (N, C, rows * Wp)), offsets  # (N, C, R·Wp)
 
 
@@ -188,7 +206,7 @@ def _polyphase(x: Array, weight: Array, stride: Pair, xp: Namespace) -> tuple[Ar
     K, Cg, KH, KW = weight.shape
     sH, sW = stride
     Hq, Wq, KHq, KWq = -(-Hp // sH), -(-Wp // sW), -(-KH // sH), -(-KW // sW)
-    x = xpx.pad(x, ((0, 0), (0, 0), (0, Hq * sH - Hp), (0, Wq * sW - Wp)), xp=xp)
+    x = _zero_pad(x, (0, Hq * sH - Hp), (0, Wq * sW - Wp), xp)
     weight = xpx.pad(weight, ((0, 0), (0, 0), (0, KHq * sH - KH), (0, KWq * sW - KW)), xp=xp)
     phases = [(a, b) for a in range(sH) for b in range(sW)]
     xs = xp.stack([x[:, :, a::sH, b::sW] for a, b in phases], axis=2)  # (N, C, P, Hq, Wq)
@@ -429,7 +447,7 @@ def conv2d(
         y = _fft(x, weight, groups, out, pads, stride, dilation, xp)  # (N, K, Ho, Wo)
     else:
         if top or bottom or left or right:
-            x = xpx.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), xp=xp)  # (N, C, Hp, Wp)
+            x = _zero_pad(x, (top, bottom), (left, right), xp)  # (N, C, Hp, Wp)
         if stride != (1, 1):
             weight = _dilate(weight, dilation, xp)  # (K, Cg, reach_H, reach_W)
             x, weight = _polyphase(x, weight, stride, xp)  # stride 1, C·sH·sW channels
