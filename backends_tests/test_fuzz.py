@@ -202,6 +202,8 @@ def run(
     """
     before = [np.array(a, copy=True) for a in args if isinstance(a, np.ndarray)]
     with warnings.catch_warnings():
+        # A result beyond the dtype's range is +-inf, as IEEE says; NumPy warns about it.
+        warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
         if quiet:
             warnings.simplefilter("ignore", RuntimeWarning)
         out = backend.call(fn, *args, lazy=lazy or backend.library != "dask", **options)
@@ -566,3 +568,124 @@ def test_regression_mutual_information_with_tiny_marginals(backend):
     total = 1.0 + 1e-30
     expected = (1 / total) * math.log(1.0) + (1e-30 / total) * math.log(total / 1e-30)
     expect(out, expected, backend, "float32", atol=1e-35)
+
+
+# == losses (input, target) =================================================================
+
+
+def _torch_loss(name, *arrays_, **options):
+    """torch.nn.functional in float64 on the CPU: the oracle for every loss."""
+    import torch
+    import torch.nn.functional as F
+
+    tensors = [None if a is None else torch.from_numpy(np.array(a, copy=True)) for a in arrays_]
+    fn = {
+        "mse": F.mse_loss,
+        "binary_cross_entropy": F.binary_cross_entropy,
+        "binary_cross_entropy_with_logits": F.binary_cross_entropy_with_logits,
+        "cross_entropy_loss": F.cross_entropy,
+    }[name]
+    if name == "cross_entropy_loss" and options.get("ignore_index") is None:
+        options.pop("ignore_index", None)
+    return fn(*tensors, **options).numpy()
+
+
+@pytest.mark.parametrize(
+    "name", ["mse", "binary_cross_entropy", "binary_cross_entropy_with_logits"]
+)
+def test_pointwise_losses(backend, name):
+    """Equal to torch.nn.functional in float64 for every reduction, size 0 included."""
+    fn = getattr(mle, name)
+
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend)), label="dtype")
+        shape = data.draw(shapes(min_dims=0), label="shape")
+        reduction = data.draw(st.sampled_from(["none", "mean", "sum"]), label="reduction")
+        if name == "binary_cross_entropy":
+            x = data.draw(arrays(shape, st.floats(0.0, 1.0) | st.sampled_from([0.0, 1.0, 1e-40])))
+        else:
+            x = data.draw(arrays(shape, reals(nonfinite=False)), label="input")
+        y = data.draw(arrays(shape, st.sampled_from([0.0, 1.0]) | st.floats(0.0, 1.0)), "target")
+        weight = None
+        if name != "mse" and data.draw(st.booleans(), label="weighted"):
+            weight = data.draw(arrays(shape[-1:], nonnegative(extreme=False)), label="weight")
+        (xb, xr), (yb, yr) = to_backend(backend, x, dtype), to_backend(backend, y, dtype)
+        options = {"reduction": reduction}
+        wr = None
+        if weight is not None:
+            wb, wr = to_backend(backend, weight, dtype)
+            options["weight"] = wb
+        out = run(backend, fn, xb, yb, **options, quiet=not finite(xr))
+        if finite(xr):
+            if name == "mse":
+                expected = reference(_torch_loss, name, xr, yr, reduction=reduction)
+            else:
+                expected = reference(_torch_loss, name, xr, yr, wr, reduction=reduction)
+            scale = np.max(np.abs(xr), initial=1.0) ** (2 if name == "mse" else 1)
+            rtol, atol = tolerance(dtype)
+            expect(out, expected, backend, dtype, atol=atol * scale * max(1, x.size))
+        else:
+            check_meta(out, backend, dtype, [x.shape if reduction == "none" else ()])
+
+
+def test_cross_entropy_loss(backend):
+    """Class indices (with ignore_index, weight, smoothing) and probabilities, any axis."""
+
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend)), label="dtype")
+        n = data.draw(st.integers(0, 4), label="N")
+        c = data.draw(st.integers(1, 4), label="C")
+        reduction = data.draw(st.sampled_from(["none", "mean", "sum"]), label="reduction")
+        smoothing = data.draw(st.sampled_from([0.0, 0.1, 1.0]), label="label_smoothing")
+        logits = data.draw(arrays((n, c), reals(nonfinite=False)), label="logits")
+        soft = data.draw(st.booleans(), label="soft")
+        weight = None
+        if data.draw(st.booleans(), label="weighted"):
+            weight = data.draw(arrays((c,), st.floats(0.1, 2.0)), label="weight")
+        ignore_index = None
+        if soft:
+            target = data.draw(distributions((n, c)), label="target")
+        else:
+            target = np.asarray(
+                data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)), np.int64
+            )
+            if n and data.draw(st.booleans(), label="ignore"):
+                ignore_index = int(target[0])
+        lb, lr = to_backend(backend, logits, dtype)
+        if not finite(lr):
+            return
+        tb, tr = to_backend(backend, target, dtype) if soft else (backend.asarray(target), target)
+        options: dict[str, Any] = {"reduction": reduction, "label_smoothing": smoothing}
+        wr = None
+        if weight is not None:
+            wb, wr = to_backend(backend, weight, dtype)
+            options["weight"] = wb
+        if ignore_index is not None:
+            options["ignore_index"] = ignore_index
+        out = run(backend, mle.cross_entropy_loss, lb, tb, **options)
+        torch_options = dict(options, weight=None)
+        import torch
+
+        if wr is not None:
+            torch_options["weight"] = torch.from_numpy(wr)
+        expected = reference(_torch_loss, "cross_entropy_loss", lr, tr, **torch_options)
+        scale = np.max(np.abs(lr), initial=1.0)
+        expect(out, expected, backend, dtype, atol=tolerance(dtype)[1] * scale * 10)
+
+
+def test_regression_mean_losses_of_nothing(backend):
+    """Found by fuzzing: ``mse(np.zeros(0), np.zeros(0))`` warned "Mean of empty slice"
+    (an error under ``-W error``), and ``cross_entropy_loss`` with every target ignored
+    divided 0 / 0. Both are NaN, as in torch, now without a warning."""
+    empty = backend.asarray(np.zeros(0), "float32")
+    for fn in (mle.mse, mle.binary_cross_entropy, mle.binary_cross_entropy_with_logits):
+        expect(run(backend, fn, empty, empty), np.nan, backend, "float32")
+    logits = backend.asarray(np.asarray([[0.5, -1.0], [2.0, 0.0]]), "float32")
+    target = backend.asarray(np.asarray([1, 1]))
+    out = run(backend, mle.cross_entropy_loss, logits, target, ignore_index=1)
+    expect(out, np.nan, backend, "float32")
+    logits = backend.asarray(np.zeros((0, 3)), "float32")
+    out = run(backend, mle.cross_entropy_loss, logits, backend.asarray(np.zeros(0, np.int64)))
+    expect(out, np.nan, backend, "float32")

@@ -21,10 +21,12 @@ def _shifted(x: Array, axis: int | tuple[int, ...] | None, xp: Namespace) -> tup
 
     An axis of length 0 has no max (the libraries raise); such a row needs no
     shift, so ``m = 0`` there and the empty sum gives ``log 0 = -inf`` again.
+    An empty `x` needs no shift at all (and Dask fails on a max over an empty
+    chunk even along a non-empty axis).
     """
     axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
     reduced = {a % x.ndim for a in axes}
-    if any(x.shape[a] == 0 for a in reduced):  # a static shape check, fine under jit
+    if any(n == 0 for n in x.shape):  # a static shape check, fine under jit
         shape = tuple(1 if i in reduced else n for i, n in enumerate(x.shape))
         return x, xp.zeros(shape, dtype=x.dtype, device=device(x))
     m = xp.max(x, axis=axis, keepdims=True)  # (..., 1, ...)
