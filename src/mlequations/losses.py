@@ -5,7 +5,8 @@ optax do) and a ``reduction``: ``"none"`` returns one loss per element (per
 sample for :func:`cross_entropy_loss`), ``"sum"`` their sum, and ``"mean"``
 (the default) their mean — for :func:`cross_entropy_loss` with class-index
 targets, the *weighted* mean, divided by the total weight of the targets that
-are not ignored, as in torch.
+are not ignored, as in torch. The mean of no losses (an empty input, or every
+target ignored) is NaN, as in torch, without a NumPy warning.
 
 Probabilities are never formed where their logarithm is needed: the
 cross-entropy of logits goes through :func:`~mlequations.log_softmax`, and the
@@ -45,6 +46,8 @@ def _total(x: Array, xp: Namespace) -> Array:
 
 def _reduce(loss: Array, reduction: str, xp: Namespace) -> Array:
     if reduction == "mean":
+        if math.prod(loss.shape) == 0:  # static: the mean of no losses is NaN, as in torch
+            return xp.full((), math.nan, dtype=loss.dtype, device=device(loss))
         return xp.reshape(xp.mean(loss, keepdims=True), ())
     if reduction == "sum":
         return _total(loss, xp)
@@ -458,7 +461,11 @@ def cross_entropy_loss(
     if reduction == "mean":
         class_weight = xp.ones_like(log_p) if w is None else xp.broadcast_to(w, log_p.shape)
         total = xp.sum(xp.where(hit, class_weight, zero), keepdims=True)  # Σ w_t, counted
-        mean = xp.reshape(xp.sum(loss, keepdims=True) / total, ())  # 0-d, also on NumPy
+        # No target counted (all ignored, or none at all): NaN as in torch, without 0 / 0.
+        counted = total > 0
+        safe = xp.where(counted, total, scalar(1.0, total, xp=xp))
+        mean = xp.where(counted, xp.sum(loss, keepdims=True) / safe, scalar(math.nan, safe, xp=xp))
+        mean = xp.reshape(mean, ())  # 0-d, also on NumPy
         return xp.astype(mean, out_dtype, copy=False)
     return xp.astype(_reduce(loss, reduction, xp), out_dtype, copy=False)
 
