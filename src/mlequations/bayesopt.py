@@ -22,6 +22,7 @@ from ._xp import (
     Array,
     Namespace,
     cholesky,
+    compute_dtype,
     default_namespace,
     device,
     float_dtypes,
@@ -670,7 +671,9 @@ def bayesian_optimization(
         maximize: Maximise (default) or minimise the objective.
         xp: Array library when `bounds` is not an array; NumPy when omitted.
         device: Device when `bounds` is not an array.
-        dtype: Floating dtype of the run; from `bounds` (or the library's default).
+        dtype: Floating dtype of the results; from `bounds` (or the library's
+            default). float16 and bfloat16 runs compute in float32 (the
+            objective sees float32 points) and cast the results back.
 
     Returns:
         ``BayesOptResult(x, value, x_history, y_history, best_history)``.
@@ -693,7 +696,9 @@ def bayesian_optimization(
     if not callable(objective):
         raise TypeError(f"`objective` must be callable, got {type(objective).__name__}")
     xp, b = _bounds_array(bounds, xp, device, dtype)
-    dev, dt = _device(b), b.dtype
+    # Half precision runs in float32 (no library factorises float16) and is cast back.
+    dev, out_dt, dt = _device(b), b.dtype, compute_dtype(xp, b.dtype)
+    b = xp.astype(b, dt, copy=False)
     low, width = b[:, 0], b[:, 1] - b[:, 0]  # (D,), (D,)
     dims = b.shape[0]
     kernel = kernel if kernel is not None else functools.partial(matern52_kernel, length_scale=0.1)
@@ -748,11 +753,11 @@ def bayesian_optimization(
     best_hist = sign * xp.max(xp.where(upto, y[None, :], worst), axis=1)  # (n,)
     best = xp.reshape(xp.argmax(y), (1,))
     return BayesOptResult(
-        x=xp.take(x_hist, best, axis=0)[0, :],
-        value=xp.reshape(xp.take(sign * y, best), ()),
-        x_history=x_hist,
-        y_history=sign * y,
-        best_history=best_hist,
+        x=xp.astype(xp.take(x_hist, best, axis=0)[0, :], out_dt, copy=False),
+        value=xp.astype(xp.reshape(xp.take(sign * y, best), ()), out_dt, copy=False),
+        x_history=xp.astype(x_hist, out_dt, copy=False),
+        y_history=xp.astype(sign * y, out_dt, copy=False),
+        best_history=xp.astype(best_hist, out_dt, copy=False),
     )
 
 
