@@ -518,11 +518,8 @@ HAND: list[Case] = [
     Case("softmax-list", lambda b, mk: mle.softmax([1.0, 2.0]), TypeError, "", only=("numpy",)),
 ]
 
-# A list where a second array is required escapes ``_xp.namespace`` (it skips non-arrays)
-# and fails later with an AttributeError that names nothing. The root fix belongs in the
-# foundation's ``namespace`` (reject a named argument that is neither an array, None nor
-# a Python scalar); until then these rows are strict xfails that pin the behaviour.
-NON_ARRAY_FOUNDATION = "_xp.namespace skips a list silently (foundation fix pending)"
+# A list where an array is required: ``_xp.namespace`` rejects it by name (it used to
+# skip non-arrays silently, and the call failed later with an AttributeError).
 NON_ARRAY: list[Case] = [
     Case(
         "conv2d-list-weight", lambda b, mk: mle.conv2d(mk(1, 2, 5, 5), [[1.0]]), TypeError, "weight"
@@ -555,7 +552,6 @@ def test_bad_input(backend, case):
     )
 
 
-@pytest.mark.xfail(reason=NON_ARRAY_FOUNDATION, raises=AttributeError, strict=True)
 @pytest.mark.parametrize("case", NON_ARRAY, ids=[c.id for c in NON_ARRAY])
 def test_non_array_argument(case):
     from mlequations._backends import by_id

@@ -87,10 +87,15 @@ def namespace(*arrays: Any, xp: Any = None, **named: Any) -> Namespace:
         The namespace: ``xp`` if given, else the one shared by all arrays.
 
     Raises:
-        TypeError: The arrays come from different libraries.
+        TypeError: The arrays come from different libraries, or an argument is
+            neither an array, ``None`` nor a Python number (a list, say).
         ValueError: The arrays live on different devices.
     """
     items = [(f"argument {i}", a) for i, a in enumerate(arrays)] + list(named.items())
+    for name, a in items:
+        if a is not None and not isinstance(a, int | float) and not _is_array(a):
+            # A list or tuple would otherwise slip through and fail later, naming nothing.
+            raise TypeError(f"`{name}` must be an array, got {type(a).__name__}")
     items = [(name, a) for name, a in items if a is not None and _is_array(a)]
     libraries = {library_name(a) for _, a in items}
     if len(libraries) > 1:
