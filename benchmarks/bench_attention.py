@@ -25,16 +25,15 @@ import os
 import numpy as np
 import pytest
 
+from mlequations import _bench
 from mlequations.attention import _attention, attention
 
 from .conftest import measure
 
 QUICK = bool(os.environ.get("MLEQUATIONS_BENCH_QUICK"))
-SHAPES = (
-    [(2, 2, 256, 64)]
-    if QUICK
-    else [(8, 8, 512, 64), (4, 8, 1024, 64), (1, 8, 4096, 64), (1, 1, 16384, 64)]
-)
+# The (B, H, L, E) ladder that `mlequations bench` runs too (mlequations._bench);
+# causal and full are parametrised below.
+SHAPES = list(dict.fromkeys(case.shapes[0] for case in _bench.cases("attention", quick=QUICK)))
 # Forced (query block, key block): see mlequations.attention._attention.
 FORCED = {"plain": (None, None), "query-blocked": (64, None), "blockwise": (128, 1024)}
 IMPLS = ["default", *FORCED, "native", "native-math"]

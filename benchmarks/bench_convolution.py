@@ -33,28 +33,28 @@ import time
 import numpy as np
 import pytest
 
+from mlequations import _bench
 from mlequations.convolution import _auto, conv2d
 
 from .conftest import measure
 
 QUICK = bool(os.environ.get("MLEQUATIONS_BENCH_QUICK"))
 
-# name: (N, C, K, H=W, kernel, stride, padding, groups)
+# name: (N, C, K, H=W, kernel, stride, padding, groups), from the ladder that
+# `mlequations bench` runs too (mlequations._bench), so the two never drift.
 CASES = {
-    "resnet-3x3": (8, 64, 64, 56, 3, 1, 1, 1),
-    "stem-7x7-s2": (8, 3, 64, 224, 7, 2, 3, 1),
-    "deep-3x3": (8, 256, 256, 14, 3, 1, 1, 1),
-    "depthwise-3x3": (8, 128, 128, 56, 3, 1, 1, 128),
-    "large-15x15": (4, 16, 16, 128, 15, 1, "same", 1),
+    case.label.replace(" ", "-"): (
+        case.shapes[0][0],
+        case.shapes[0][1],
+        case.shapes[1][0],
+        case.shapes[0][2],
+        case.shapes[1][2],
+        case.options["stride"],
+        case.options["padding"],
+        case.options["groups"],
+    )
+    for case in _bench.cases("conv2d", quick=QUICK)
 }
-if QUICK:  # the same kinds of convolution, small enough to run in seconds
-    CASES = {
-        "resnet-3x3": (1, 8, 8, 14, 3, 1, 1, 1),
-        "stem-7x7-s2": (1, 3, 8, 28, 7, 2, 3, 1),
-        "deep-3x3": (1, 32, 32, 7, 3, 1, 1, 1),
-        "depthwise-3x3": (1, 16, 16, 14, 3, 1, 1, 16),
-        "large-15x15": (1, 4, 4, 32, 15, 1, "same", 1),
-    }
 IMPLS = ["auto", "im2col", "shift", "fft", "native", "native-scipy"]
 SCIPY_PAIRS = 4 if QUICK else 64  # (image, output channel) pairs the SciPy loop times
 

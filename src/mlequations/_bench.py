@@ -128,9 +128,13 @@ _QUICK: dict[str, list[Case]] = {
     "matmul": [_matmul(n) for n in (64, 128)],
     "softmax": [_softmax(r, 256) for r in (16, 64)],
     "attention": [_attention(1, 2, 64, 16, False), _attention(1, 2, 128, 16, True)],
+    # The same kinds of convolution as the full ladder, small enough to run in seconds.
     "conv2d": [
-        _conv2d("tiny 3x3", 1, 4, 4, 16, 3, padding=1),
-        _conv2d("tiny depthwise", 1, 8, 8, 16, 3, padding=1, groups=8),
+        _conv2d("resnet 3x3", 1, 8, 8, 14, 3, padding=1),
+        _conv2d("stem 7x7 s2", 1, 3, 8, 28, 7, stride=2, padding=3),
+        _conv2d("deep 3x3", 1, 32, 32, 7, 3, padding=1),
+        _conv2d("depthwise 3x3", 1, 16, 16, 14, 3, padding=1, groups=16),
+        _conv2d("large 15x15", 1, 4, 4, 32, 15, padding="same"),
     ],
 }
 
