@@ -57,10 +57,14 @@ settings.register_profile(
 )
 PROFILE = settings.get_profile("mlequations-fuzz")
 
+# A result beyond the dtype's range is +-inf, as IEEE 754 says, and NumPy warns about it
+# (on Dask only when the result is computed, after the call): not a finding.
+pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+
 # Examples per (test, backend): NumPy is cheap and sees the most; every jitted
 # example compiles, so jax-jit sees the fewest.
-EXAMPLES = {"numpy": 30, "jax-jit": 4, "jax": 4, "torch-meta": 3, "dask": 4}
-DEFAULT_EXAMPLES = 8
+EXAMPLES = {"numpy": 20, "jax-jit": 3, "jax": 3, "torch-meta": 3, "dask": 3}
+DEFAULT_EXAMPLES = 5
 
 REFERENCES = {eq.name: eq.reference for eq in equations()}
 
@@ -622,7 +626,8 @@ def test_pointwise_losses(backend, name):
                 expected = reference(_torch_loss, name, xr, yr, reduction=reduction)
             else:
                 expected = reference(_torch_loss, name, xr, yr, wr, reduction=reduction)
-            scale = np.max(np.abs(xr), initial=1.0) ** (2 if name == "mse" else 1)
+            with np.errstate(over="ignore"):  # 1e300 ** 2 is inf: any error is fine then
+                scale = np.max(np.abs(xr), initial=1.0) ** (2 if name == "mse" else 1)
             atol = tolerance(dtype)[1]
             expect(out, expected, backend, dtype, atol=atol * scale * max(1, x.size))
         else:
@@ -758,17 +763,23 @@ def test_registered_equation(backend, eq):
         pytest.skip("documented eager (not traceable under jax.jit)")
     if backend.library == "dask" and not eq.lazy:
         pytest.skip("documented eager on Dask")
+    if not backend.values and not eq.jit:
+        pytest.skip("documented eager: its stopping test reads values, which meta lacks")
     scalable = eq.name.startswith(SCALABLE)
+    # The zero matrix has no principal direction: PCA's variance ratio is 0 / 0 and any
+    # vector is a dominant eigenvector, so the all-zero scale is not drawn for these two.
+    # Small scales underflow to that zero matrix in half precision, so only 1 and 1e3 there.
+    degenerate = eq.name in ("pca", "power_iteration")
+    factors = [1.0, 1e3] if degenerate else [1.0, 1e-20, 1e-3, 1e3, 0.0]
+    # A stopping tolerance in half precision stops after a different number of steps than
+    # the float64 reference: the eager `tol` mode is fuzzed in float32 and float64 only.
+    dtypes = [d for d in dtype_names(backend) if "tol" not in eq.options or "16" not in d]
 
     @fuzz(backend, st.data(), scale=0.5)
     def _(data):
-        dtype = data.draw(st.sampled_from(dtype_names(backend)), label="dtype")
+        dtype = data.draw(st.sampled_from(dtypes), label="dtype")
         seed = data.draw(st.integers(0, 2**16), label="seed")
-        factor = (
-            data.draw(st.sampled_from([1.0, 1e-20, 1e-3, 1e3, 0.0]), label="scale")
-            if scalable
-            else 1.0
-        )
+        factor = data.draw(st.sampled_from(factors), label="scale") if scalable else 1.0
         inputs = _scale_inputs(eq.make_inputs(np.random.default_rng(seed)), factor)
         args = []
         rounded_inputs = []
@@ -803,7 +814,12 @@ def test_registered_equation(backend, eq):
         for g, e in zip(flat(got), flat(expected), strict=True):
             g, e = np.asarray(g, np.float64), rounded(np.asarray(e, np.float64), dtype)
             assert g.shape == e.shape
-            np.testing.assert_allclose(g, e, rtol=rtol, atol=atol * magnitude, equal_nan=True)
+            # Subnormal results carry fewer significant bits: absolute error up to the
+            # smallest normal number of the dtype is rounding, not a bug.
+            floor = float(ml_dtypes.finfo(NP_DTYPES[dtype]).smallest_normal)
+            np.testing.assert_allclose(
+                g, e, rtol=rtol, atol=max(atol * magnitude, floor), equal_nan=True
+            )
         if eq.name.startswith("attention") and factor != 0.0:
             # Rows are convex combinations of V: within [min V, max V] per column.
             v = rounded_inputs[2]
