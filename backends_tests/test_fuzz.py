@@ -63,7 +63,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarn
 
 # Examples per (test, backend): NumPy is cheap and sees the most; every jitted
 # example compiles, so jax-jit sees the fewest.
-EXAMPLES = {"numpy": 20, "jax-jit": 3, "jax": 3, "torch-meta": 3, "dask": 3}
+EXAMPLES = {"numpy": 15, "jax-jit": 3, "jax": 3, "torch-meta": 3, "dask": 3}
 DEFAULT_EXAMPLES = 5
 
 REFERENCES = {eq.name: eq.reference for eq in equations()}
@@ -834,8 +834,8 @@ def test_regression_bayesian_optimization_in_float16(backend):
     """Found by fuzzing: ``bayesian_optimization`` with float16 ``bounds`` raised NumPy's
     "array type float16 is unsupported in linalg" (the GP's Cholesky ran in float16).
     Half precision now runs in float32 and the results are cast back to float16."""
-    if "float16" not in backend.half:
-        pytest.skip("no float16 on this backend")
+    if "float16" not in backend.half or backend.id == "jax":
+        pytest.skip("no float16 on this backend (eager JAX: covered by the registry fuzz)")
     bounds = backend.asarray(np.asarray([[-1.0, 1.0], [-1.0, 1.0]]), "float16")
     xp = backend.xp
 
