@@ -124,7 +124,7 @@ class TestBadInput:
             fn(np.asarray([1.0 + 1j, 2.0]))
 
     def test_non_array_input(self):
-        with pytest.raises(TypeError, match="at least one array"):
+        with pytest.raises(TypeError, match="`x` must be an array, got list"):
             mle.softmax([1.0, 2.0])
 
     def test_bad_axis(self):
