@@ -194,10 +194,17 @@ def capability_matrix() -> str:
             "✓",
             "✓" if jit else "eager only",
             "✓¹",
-            "✓ lazy" if lazy else "✗",
+            "✓ lazy" if lazy else "✗²",
             "autograd, `jax.grad`" if grad else "—",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("¹ The same portable code; exercised only on machines with a GPU.")
+    lines.append("")
+    lines.append(
+        "² Not lazy on Dask: `eigh` and `eig` raise `NotImplementedError` naming Dask "
+        "(it has no eigen-solver), `svd(full_matrices=True)` raises Dask's own error "
+        "(it has only the reduced SVD), and the documented eager loops "
+        "(`gradient_descent(tol=...)`, `bayesian_optimization`) compute at every step."
+    )
     return "\n".join(lines)
