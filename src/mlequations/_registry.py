@@ -168,6 +168,11 @@ class _NotApplicableError(Exception):
     pass
 
 
+def _cell(flags: list[bool], yes: str, no: str) -> str:
+    """A capability cell; some modes of a function may be eager (`gradient_descent(tol=)`)."""
+    return yes if all(flags) else (f"{yes}, one mode {no}" if any(flags) else no)
+
+
 def capability_matrix() -> str:
     """The capability matrix as a Markdown table: public function × backend.
 
@@ -183,18 +188,17 @@ def capability_matrix() -> str:
     )
     lines = [header, "|---" * 9 + "|"]
     for name, entries in sorted(functions.items()):
-        jit = all(e.jit for e in entries)
-        lazy = all(e.lazy for e in entries)
         grad = all(e.grad for e in entries)
+
         cells = [
             f"`{name}`",
             "✓",
             "✓",
             "✓",
             "✓",
-            "✓" if jit else "eager only",
+            _cell([e.jit for e in entries], "✓", "eager only"),
             "✓¹",
-            "✓ lazy" if lazy else "✗²",
+            _cell([e.lazy for e in entries], "✓ lazy", "✗²"),
             "autograd, `jax.grad`" if grad else "—",
         ]
         lines.append("| " + " | ".join(cells) + " |")
