@@ -188,6 +188,9 @@ def _bench_plot(records: list[_bench.Record], path: str) -> None:
         top.set_xlabel("FLOPs per call")
         top.set_ylabel("seconds (best)")
         top.legend(fontsize=7)
+        if not any(r.ratio is not None for r in rows):  # matmul: the roofline, no ratio
+            bottom.axis("off")
+            continue
         bottom.axhline(1.0, color="grey", lw=0.8)
         bottom.set_xlabel("FLOPs per call")
         bottom.set_ylabel("portable / native time")
