@@ -54,7 +54,9 @@ def _mutual_information(joint: np.ndarray) -> Any:
     joint = joint / joint.sum(axis=(-2, -1), keepdims=True)
     p_x = joint.sum(axis=-1, keepdims=True)
     p_y = joint.sum(axis=-2, keepdims=True)
-    terms = _plogq(joint, joint) - _plogq(joint, p_x * p_y)
+    # log p(x) + log p(y), not log(p(x) p(y)): the product of two tiny marginals
+    # underflows to 0 where the mutual information itself is finite.
+    terms = _plogq(joint, joint) - _plogq(joint, p_x) - _plogq(joint, p_y)
     return np.maximum(terms.sum(axis=(-2, -1)), 0.0)
 
 
