@@ -396,7 +396,8 @@ class TestPowerIteration:
         # dominant eigenvalues 4, -5 (negative) and 3, each with a gap ratio <= 1/2; the path
         # graph's Laplacian (plus an isolated node), whose top eigenvector (1, -2, 1, 0) is
         # orthogonal to the all-ones vector, the classic start that would give 0, not 3; and
-        # the zero matrix, which must give zeros, not NaN.
+        # the zero matrix, which must give the eigenvalue 0 and the normalised start vector
+        # (every vector is an eigenvector there), not NaN and not a zero vector.
         laplacian = np.zeros((4, 4))
         laplacian[:3, :3] = [[1.0, -1.0, 0.0], [-1.0, 2.0, -1.0], [0.0, -1.0, 1.0]]
         a = np.stack(
@@ -413,7 +414,8 @@ class TestPowerIteration:
         top = np.argmax(np.abs(w), axis=-1)
         expected_vectors = _flip(np.stack([q[i, :, j] for i, j in enumerate(top)]))
         np.testing.assert_allclose(expected_vectors[3], np.array([-1, 2, -1, 0]) / np.sqrt(6))
-        expected_vectors = np.concatenate([expected_vectors, np.zeros((1, 4))])
+        start = 1 / np.arange(1.0, 5.0)
+        expected_vectors = np.concatenate([expected_vectors, [start / np.linalg.norm(start)]])
         assert_close(value, [4.0, -5.0, 3.0, 3.0, 0.0], backend, dtype, atol=1e-5)
         assert_close(vector, expected_vectors, backend, dtype, atol=1e-5)
 

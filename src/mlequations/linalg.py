@@ -362,6 +362,16 @@ def pca(x: Array, /, *, n_components: int, xp: Namespace | None = None) -> PCARe
     first one on ties), so every backend returns the same components as
     ``PCA(svd_solver="full")``.
 
+    The ratio is computed from $\sigma_k / \max_j \sigma_j$, so it stays in
+    $[0, 1]$ when $\sigma_k^2$ itself overflows or underflows (data of
+    magnitude $10^{20}$ or $10^{-20}$ in float32). Constant data (every sample
+    equal, all-zero included) has no variance to explain: the variances are 0
+    and so are the ratios (scikit-learn divides 0 by 0 there and returns NaN
+    with a warning); the components are then the solver's orthonormal basis,
+    sign-fixed as above, and any basis is equally right. Fuzzing found both: an
+    all-zero `x` gave NaN ratios, and float32 data of magnitude $10^{-20}$ gave
+    0/0 as $\sigma^2$ underflowed.
+
     Args:
         x: Data of shape `(N, D)`: N samples (N ≥ 2) of D features.
         n_components: Number of components to keep, $1 \le K \le \min(N, D)$.
@@ -370,11 +380,12 @@ def pca(x: Array, /, *, n_components: int, xp: Namespace | None = None) -> PCARe
     Returns:
         ``PCAResult(components, explained_variance, explained_variance_ratio,
         mean)`` of shapes `(K, D)`, `(K,)`, `(K,)`, `(D,)`, in the dtype and on
-        the device of `x`.
+        the device of `x`. The ratios lie in $[0, 1]$ and sum to at most 1.
 
     Raises:
         ValueError: `x` is not 2-D or has fewer than 2 samples, or
-            `n_components` is out of range.
+            `n_components` is out of range (so `x` with no feature, `D = 0`,
+            raises too: there is no component to keep).
 
     Examples:
         >>> import numpy as np
@@ -385,6 +396,11 @@ def pca(x: Array, /, *, n_components: int, xp: Namespace | None = None) -> PCARe
         array([[1., 0.]])
         >>> result.explained_variance, result.explained_variance_ratio
         (array([2.66666667]), array([0.8]))
+
+        Constant data explains nothing:
+
+        >>> mle.pca(np.ones((3, 2)), n_components=2).explained_variance_ratio
+        array([0., 0.])
 
     References:
         Pearson, K. (1901). On lines and planes of closest fit to systems of
@@ -411,7 +427,15 @@ def pca(x: Array, /, *, n_components: int, xp: Namespace | None = None) -> PCARe
     _, s, vt = _linalg(xp, "svd")(x - mean, full_matrices=False)  # (k,), (k, D)
     vt = vt * _sign_of_largest(vt, xp)[:, None]  # svd_flip: largest |entry| of a row > 0
     variance = s**2 / (n_samples - 1)  # (k,)
-    ratio = variance / xp.sum(variance)  # (k,)
+    # The ratio from s / max(s), in [0, 1]: s**2 itself over- or underflows long before
+    # s does (1e20 or 1e-20 in float32). Constant data (s = 0) explains nothing: ratio 0,
+    # not 0 / 0, under a double where so the gradient stays finite too.
+    s_max = xp.max(s)
+    spread = s_max > 0
+    r = s / xp.where(spread, s_max, scalar(1.0, s, xp=xp))  # (k,), in [0, 1]
+    r2 = r * r
+    total = xp.sum(r2)  # >= 1 where spread
+    ratio = xp.where(spread, r2 / xp.where(spread, total, scalar(1.0, s, xp=xp)), 0 * r2)
     parts = (vt[:n_components, :], variance[:n_components], ratio[:n_components], mean)
     return PCAResult(*(xp.astype(t, out_dtype, copy=False) for t in parts))
 
@@ -440,18 +464,31 @@ def power_iteration(
     magnitude is positive. Only standard matrix products are used, so it
     runs on every backend, including those without ``linalg.eigh``.
 
+    The iteration runs on $A / \max_{ij} |A_{ij}|$ (same eigenvectors) and
+    each $A v_k$ is scaled by its largest entry before its norm is taken, so no
+    step over- or underflows; the Rayleigh quotient is scaled back at the end.
+    Where $A v_k = 0$ (the zero matrix, a nilpotent matrix), $v_k$ is an
+    eigenvector for the eigenvalue 0 and is kept: the zero matrix gives the
+    eigenvalue 0 and the normalised start vector, never 0/0. Fuzzing found
+    all three: the zero matrix gave a zero "eigenvector", and matrices of
+    magnitude $10^{300}$ (float64) or $10^{-20}$ (float32) gave wrong results
+    as $\lVert A v \rVert^2$ over- or underflowed.
+
     Args:
-        a: Square matrix or stack of them, shape `(..., n, n)`; meant for a
-            dominant eigenvalue that is real (always so for symmetric `a`).
+        a: Square matrix or stack of them, shape `(..., n, n)` with $n \ge 1$
+            (the batch axes may have size 0); meant for a dominant eigenvalue
+            that is real (always so for symmetric `a`).
         num_iters: Number of multiplications, at least 1.
         xp: Array namespace; inferred from `a` when omitted.
 
     Returns:
         ``PowerIterationResult(eigenvalue, eigenvector)`` of shapes `(...)` and
-        `(..., n)`, in the dtype and on the device of `a`.
+        `(..., n)`, in the dtype and on the device of `a`; the eigenvector has
+        unit norm.
 
     Raises:
-        ValueError: `a` is not square, or `num_iters` is not a positive int.
+        ValueError: `a` is not square or is 0 x 0 (no eigenvalue to find), or
+            `num_iters` is not a positive int.
 
     Examples:
         >>> import numpy as np
@@ -462,6 +499,11 @@ def power_iteration(
         >>> vector
         array([0.70710678, 0.70710678])
 
+        The zero matrix: eigenvalue 0, and the start vector is an eigenvector:
+
+        >>> mle.power_iteration(np.zeros((2, 2))).eigenvector
+        array([0.89442719, 0.4472136 ])
+
     References:
         von Mises, R. and Pollaczek-Geiringer, H. (1929). Praktische
         Verfahren der Gleichungsauflösung. *ZAMM* 9, 152-164.
@@ -470,22 +512,35 @@ def power_iteration(
     _square(a, "a")
     if isinstance(num_iters, bool) or not isinstance(num_iters, int) or num_iters < 1:
         raise ValueError(f"`num_iters` must be a positive int; got {num_iters!r}")
+    if a.shape[-1] == 0:
+        raise ValueError(
+            f"`a` must have at least one row and column (n >= 1): a 0 x 0 matrix has no "
+            f"dominant eigenvalue; got shape {tuple(a.shape)}"
+        )
     out_dtype, work_dtype = float_dtypes(xp, a=a)
     a = xp.astype(a, work_dtype, copy=False)
     n = a.shape[-1]
+    one = scalar(1.0, a, xp=xp)
+    # Iterate on A / max|A_ij| (the same eigenvectors, entries in [-1, 1]): A v then
+    # neither overflows (1e300 in float64) nor underflows (1e-20 in float32) on the way.
+    a_max = xp.max(xp.abs(a), axis=(-2, -1), keepdims=True)  # (..., 1, 1)
+    a_max = xp.where(a_max > 0, a_max, one)
+    a = a / a_max  # (..., n, n)
     v = 1 / xp.arange(1, n + 1, dtype=work_dtype, device=device(a))  # (n,)
     v = xp.broadcast_to(v / xp.sqrt(xp.sum(v * v)), a.shape[:-1])  # (..., n), unit
-    one = scalar(1.0, a, xp=xp)
 
     def step(v: Array) -> Array:
         w = xp.matmul(a, v[..., None])[..., 0]  # (..., n)
-        norm = xp.sqrt(xp.sum(w * w, axis=-1, keepdims=True))  # (..., 1)
-        # A v = 0 (a nilpotent or zero matrix) would give 0/0; keep the zero vector.
-        return w / xp.where(norm > 0, norm, one)
+        w_max = xp.max(xp.abs(w), axis=-1, keepdims=True)  # (..., 1)
+        moved = w_max > 0
+        w = w / xp.where(moved, w_max, one)  # (..., n), entries in [-1, 1]
+        norm = xp.sqrt(xp.sum(w * w, axis=-1, keepdims=True))  # (..., 1), >= 1 if moved
+        # A v = 0 (a zero or nilpotent matrix): v is an eigenvector for 0; keep it.
+        return xp.where(moved, w / xp.where(moved, norm, one), v)
 
     v = repeat(num_iters, step, v, xp)
     rayleigh = xp.sum(v * xp.matmul(a, v[..., None])[..., 0], axis=-1, keepdims=True)
-    eigenvalue = rayleigh[..., 0]  # (...), a 0-d array (not a NumPy scalar) for one matrix
+    eigenvalue = (rayleigh * a_max[..., 0])[..., 0]  # (...), 0-d (not a NumPy scalar)
     v = v * _sign_of_largest(v, xp)[..., None]
     return PowerIterationResult(
         xp.astype(eigenvalue, out_dtype, copy=False), xp.astype(v, out_dtype, copy=False)

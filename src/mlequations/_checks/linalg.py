@@ -67,11 +67,20 @@ def _pca(x: np.ndarray, n_components: int) -> Arrays:
     mean = x.mean(axis=0)
     _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
     variance = s**2 / (x.shape[0] - 1)
+    # The ratio of squared singular values, from s / max(s) so that s**2 cannot overflow;
+    # constant data has no variance to explain: ratio 0 (documented; sklearn gives 0/0).
+    r2 = (s / s.max()) ** 2 if s.max() > 0 else np.zeros_like(s)
+    ratio = r2 / r2.sum() if s.max() > 0 else r2
     k = n_components
-    return _flip(vt)[:k], variance[:k], (variance / variance.sum())[:k], mean
+    return _flip(vt)[:k], variance[:k], ratio[:k], mean
 
 
 def _power(a: np.ndarray) -> Arrays:
+    if not np.any(a):
+        # Every vector is an eigenvector of the zero matrix: the documented choice is
+        # the normalised start vector (1, 1/2, ..., 1/n).
+        v = 1 / np.arange(1, a.shape[-1] + 1)
+        return np.asarray(0.0), v / np.linalg.norm(v)
     w, q = np.linalg.eigh(a)
     i = int(np.argmax(np.abs(w)))
     return np.asarray(w[i]), _flip(q[:, i][None, :])[0]
