@@ -253,7 +253,13 @@ def _scaled_sq_dist(
     # cancellation between nearby points (what the GP's conditioning hinges on).
     # Subtract before dividing: a/l - b/l may be fused by XLA into an FMA that
     # leaves a tiny nonzero residue for a = b, and a NaN gradient under jax.jit.
-    diff = (x1[:, None, :] - x2[None, :, :]) / ell  # (N, M, D), exactly 0 for equal points
+    # Points more than 1e3 length scales apart in any feature have k = 0 in every dtype
+    # (exp(-5e5) for the RBF, below 1e-900 for the Matern): clipping the difference there
+    # changes no value but keeps its square finite. Found by fuzzing: at 1e30 apart
+    # (float32) the square overflowed, and the Matern's (1 + inf) * exp(-inf) was NaN.
+    bound = 1e3 * ell if not isinstance(ell, float | int) else scalar(1e3 * ell, x1, xp=xp)
+    diff = x1[:, None, :] - x2[None, :, :]  # (N, M, D), exactly 0 for equal points
+    diff = xp.minimum(xp.maximum(diff, -bound), bound) / ell  # (N, M, D), |.| <= 1e3
     return xp, xp.sum(diff * diff, axis=-1), out_dtype  # (N, M)
 
 
@@ -279,7 +285,8 @@ def rbf_kernel(
     $$
 
     Equal to scikit-learn's ``ConstantKernel(variance) * RBF(length_scale)``.
-    Its samples are infinitely differentiable: very smooth.
+    Its samples are infinitely differentiable: very smooth. Points more than
+    $10^3 \ell$ apart get exactly 0, without overflow, for any finite input.
 
     Args:
         x1: Points, shape `(N, D)` (or `(N,)` for $D = 1$).
@@ -324,6 +331,8 @@ def matern52_kernel(
     nu=2.5)``, the usual surrogate in Bayesian optimisation: its samples are
     twice differentiable, rougher than the RBF's. $r$ is taken with a double
     ``where`` so that the gradient at $r = 0$ (the diagonal) is 0, not NaN.
+    Points more than $10^3 \ell$ apart get exactly 0 for any finite input
+    (fuzzing found NaN there: $r^2$ overflowed and $\infty \cdot 0$ followed).
 
     Args:
         x1: Points, shape `(N, D)` (or `(N,)` for $D = 1$).
@@ -398,6 +407,11 @@ def gp_posterior(
 
     Equal to scikit-learn's ``GaussianProcessRegressor(kernel, alpha=noise,
     optimizer=None, normalize_y=False).fit(X, y).predict(X_*, return_std=True)``.
+    With no training point ($N = 0$) the posterior is the prior: mean 0 and
+    standard deviation $\sqrt{k(x_*, x_*)}$ (fuzzing found NumPy's "mean of
+    empty slice" warning and a NaN jitter there; scikit-learn raises). No
+    query point ($M = 0$) gives empty results.
+
     The diagonal gets at least $10\,\epsilon \cdot \overline{\operatorname{diag} k(X, X)}$
     ("jitter", $\epsilon$ the dtype's machine epsilon), so the Cholesky factor
     exists in float32 too; in float64 the default noise already exceeds it. A
@@ -472,6 +486,12 @@ def _posterior(
 ) -> tuple[Array, Array]:
     """The GP posterior from its kernel matrices (shared by the driver loop)."""
     n, m = k_cross.shape
+    if n == 0:
+        # Conditioned on nothing, the posterior is the prior (a static shape, not a value).
+        spread = prior > 0
+        return 0 * prior, xp.where(
+            spread, xp.sqrt(xp.where(spread, prior, 0 * prior + 1)), 0 * prior
+        )
     jitter = 10 * xp.finfo(k_train.dtype).eps * xp.mean(xp.linalg.diagonal(k_train))
     eye = xp.eye(n, dtype=k_train.dtype, device=device(k_train))
     L = cholesky(k_train + xp.maximum(sigma2, jitter) * eye, xp)  # (N, N), lower
@@ -609,9 +629,10 @@ def _bounds_array(bounds: Any, xp: Any, dev: Any, dtype: Any) -> tuple[Namespace
         b = xp.asarray(bounds, dtype=dtype, device=dev)
     if b.ndim == 1 and b.shape[0] == 2:
         b = xp.reshape(b, (1, 2))
-    if b.ndim != 2 or b.shape[1] != 2:
+    if b.ndim != 2 or b.shape[1] != 2 or b.shape[0] == 0:
         raise ValueError(
-            f"`bounds` must be (low, high) or have shape (D, 2), got shape {tuple(b.shape)}"
+            f"`bounds` must be (low, high) or have shape (D, 2) with D >= 1, "
+            f"got shape {tuple(b.shape)}"
         )
     return xp, b
 
@@ -658,8 +679,10 @@ def bayesian_optimization(
     Args:
         objective: The function $f$ to optimise, called as ``objective(x)``.
         bounds: ``(low, high)`` for one variable, or an array or nested
-            sequence of shape `(D, 2)`. An array decides the library, device and
-            dtype of the whole run.
+            sequence of shape `(D, 2)`, $D \ge 1$ (no variable, `(0, 2)`, is a
+            ``ValueError``: fuzzing found it failed in a reshape, naming
+            nothing). An array decides the library, device and dtype of the
+            whole run.
         n_init: Number of random initial evaluations ($\ge 1$).
         n_iter: Number of EI-guided evaluations after them ($\ge 0$).
         seed: Seed of the initial points (and of the candidates for $D > 1$).

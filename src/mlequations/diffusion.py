@@ -399,7 +399,9 @@ def ddpm_reverse_step(
         noise_pred: The model's noise prediction $\hat\varepsilon$, shape of `x_t`.
         t: The step, ``0 <= t < T``: a Python int, a 0-d integer array, or one
             step per sample, shape `(B,)`.
-        betas: The schedule $\beta$, shape `(T,)`.
+        betas: The schedule $\beta$, shape `(T,)`, $T \ge 1$ (an empty schedule
+            has no step to take: a ``ValueError``; fuzzing found an ``IndexError``
+            from ``take`` there).
         noise: The fresh Gaussian draw $z$, shape of `x_t`.
         xp: Array namespace; inferred from the arrays when omitted.
 
@@ -427,8 +429,11 @@ def ddpm_reverse_step(
     )
     _same_shape("noise_pred", noise_pred, "x_t", x_t)
     _same_shape("noise", noise, "x_t", x_t)
-    if betas.ndim != 1:
-        raise ValueError(f"`betas` must be 1-d, shape (T,), got shape {betas.shape}")
+    if betas.ndim != 1 or betas.shape[0] == 0:
+        raise ValueError(
+            f"`betas` must be 1-d with at least one step, shape (T,) with T >= 1, "
+            f"got shape {betas.shape}"
+        )
     t = _timesteps(t, betas.shape[0], x_t, xp)
     x_t = xp.astype(x_t, work_dtype, copy=False)
     eps = xp.astype(noise_pred, work_dtype, copy=False)

@@ -363,14 +363,14 @@ def pca(x: Array, /, *, n_components: int, xp: Namespace | None = None) -> PCARe
     ``PCA(svd_solver="full")``.
 
     The ratio is computed from $\sigma_k / \max_j \sigma_j$, so it stays in
-    $[0, 1]$ when $\sigma_k^2$ itself overflows or underflows (data of
-    magnitude $10^{20}$ or $10^{-20}$ in float32). Constant data (every sample
+    $[0, 1]$ when $\sigma_k^2$ itself overflows or underflows. Constant data (every sample
     equal, all-zero included) has no variance to explain: the variances are 0
     and so are the ratios (scikit-learn divides 0 by 0 there and returns NaN
     with a warning); the components are then the solver's orthonormal basis,
     sign-fixed as above, and any basis is equally right. Fuzzing found both: an
-    all-zero `x` gave NaN ratios, and float32 data of magnitude $10^{-20}$ gave
-    0/0 as $\sigma^2$ underflowed.
+    all-zero `x` gave NaN ratios, and so did data of magnitude $10^{20}$ or
+    $10^{-30}$ in float32 ($10^{160}$ in float64), where $\sigma^2$ overflowed
+    to inf or underflowed to 0.
 
     Args:
         x: Data of shape `(N, D)`: N samples (N ≥ 2) of D features.
@@ -470,9 +470,10 @@ def power_iteration(
     Where $A v_k = 0$ (the zero matrix, a nilpotent matrix), $v_k$ is an
     eigenvector for the eigenvalue 0 and is kept: the zero matrix gives the
     eigenvalue 0 and the normalised start vector, never 0/0. Fuzzing found
-    all three: the zero matrix gave a zero "eigenvector", and matrices of
-    magnitude $10^{300}$ (float64) or $10^{-20}$ (float32) gave wrong results
-    as $\lVert A v \rVert^2$ over- or underflowed.
+    both: the zero matrix gave a zero "eigenvector", and so did matrices of
+    magnitude $10^{20}$ or $10^{-30}$ in float32 ($10^{300}$ or $10^{-170}$ in
+    float64), with the eigenvalue 0, as $\lVert A v \rVert^2$ over- or
+    underflowed.
 
     Args:
         a: Square matrix or stack of them, shape `(..., n, n)` with $n \ge 1$
