@@ -23,10 +23,11 @@ tuple of ``(W, b)`` pairs.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from ._xp import Array, Namespace, default_namespace, float_dtypes, namespace
+from ._xp import Array, Namespace, default_namespace, device, float_dtypes, namespace
 from .activations import sigmoid
 
 __all__ = [
@@ -150,6 +151,8 @@ def linear_backward(
     Returns:
         :class:`LinearGrads` ``(dx, dw, db)`` with the shapes of `x`, `w` and
         the bias `(D_out,)`, in the inputs' floating result dtype and device.
+        Empty axes are allowed: a batch of no rows gives zero `dw` and `db`,
+        and an empty feature axis gives the correspondingly empty gradients.
 
     Examples:
         >>> import numpy as np
@@ -169,8 +172,10 @@ def linear_backward(
         )
     out_dtype, _, (dy, x, w) = _as_float(xp, dy=dy, x=x, w=w)
     dx = xp.matmul(dy, w)  # (..., D_in)
-    dy2 = xp.reshape(dy, (-1, w.shape[0]))  # (N, D_out), N = prod(...)
-    x2 = xp.reshape(x, (-1, w.shape[1]))  # (N, D_in)
+    # N from the static shape: reshape(-1, 0) is ambiguous when a feature axis is empty.
+    n = math.prod(_shape(x)[:-1])
+    dy2 = xp.reshape(dy, (n, w.shape[0]))  # (N, D_out), N = prod(...)
+    x2 = xp.reshape(x, (n, w.shape[1]))  # (N, D_in)
     dw = xp.matmul(xp.matrix_transpose(dy2), x2)  # (D_out, D_in)
     db = xp.sum(dy2, axis=0)  # (D_out,)
     return LinearGrads(*(xp.astype(g, out_dtype, copy=False) for g in (dx, dw, db)))
@@ -479,7 +484,9 @@ _BACKWARD = {
 def _check_mlp(params: MLPParams, x: Array) -> None:
     if not isinstance(params, tuple | list) or not params:
         raise TypeError(f"`params` must be a non-empty tuple of (W, b) pairs, got {params!r}")
-    width = x.shape[-1] if x.ndim else None
+    if x.ndim == 0:
+        raise ValueError(f"`x` must have shape (..., D_0) (at least one axis), got {_shape(x)}")
+    width = x.shape[-1]
     for i, layer in enumerate(params):
         if not isinstance(layer, tuple | list) or len(layer) != 2:
             raise TypeError(f"`params[{i}]` must be a (W, b) pair, got {type(layer).__name__}")
@@ -663,6 +670,8 @@ def mlp_train_step(
     Returns:
         :class:`TrainStep` ``(params, loss)``: the updated parameters (same
         structure, dtypes, device) and the loss *before* the update, a 0-d array.
+        A batch of no rows has loss NaN (the mean of nothing, as in torch) and
+        zero gradients, so the parameters come back unchanged.
 
     Examples:
         >>> import numpy as np
@@ -685,8 +694,11 @@ def mlp_train_step(
         raise ValueError(f"`y` must have the shape of the output, {_shape(out)}; got {_shape(y)}")
     out_dtype, _, (pred, target) = _as_float(xp, out=out, y=y)
     diff = pred - target
-    # keepdims, then reshape: a 0-d array on every backend (NumPy's mean returns a scalar)
-    loss = xp.reshape(xp.mean(diff * diff, keepdims=True), ())  # 0-d
+    if math.prod(_shape(diff)) == 0:  # static: the mean of no errors is NaN, as in torch
+        loss = xp.full((), math.nan, dtype=diff.dtype, device=device(diff))
+    else:
+        # keepdims, then reshape: a 0-d array on every backend (NumPy's mean gives a scalar)
+        loss = xp.reshape(xp.mean(diff * diff, keepdims=True), ())  # 0-d
     loss = xp.astype(loss, out_dtype, copy=False)
     dy = mse_backward(out, y, xp=xp)
     grads = mlp_backward(

@@ -89,6 +89,13 @@ class GaussianNaiveBayes:
     default float) and live on its device; a failed ``fit`` leaves the model
     unfitted.
 
+    **Degenerate data.** If every feature of `X` is constant (a single sample,
+    or identical rows), $\epsilon = 0$ and the variances are 0: the Gaussians
+    have no density and the predictions are NaN, as in scikit-learn. A class in
+    ``classes`` without samples gets prior 0 (log-probability $-\infty$), mean
+    0 and variance $\epsilon$. Predicting on 0 rows gives `(0, C)` arrays;
+    ``score`` of 0 rows is NaN (the mean of nothing).
+
     Examples:
         >>> import numpy as np
         >>> import mlequations as mle
@@ -167,8 +174,10 @@ class GaussianNaiveBayes:
 
         Raises:
             TypeError: Mixed libraries, or complex `X` or `y`.
-            ValueError: Wrong shapes, mixed devices, or classes that cannot be
-                discovered on this backend (pass `classes`).
+            ValueError: Wrong shapes, mixed devices, no samples or no features
+                in `X` or no `classes` (nothing to estimate; scikit-learn also
+                refuses), or classes that cannot be discovered on this backend
+                (pass `classes`).
         """
         for name in (*_FITTED, "n_features_in_"):
             self.__dict__.pop(name, None)
@@ -182,12 +191,20 @@ class GaussianNaiveBayes:
                 f"`y` must have shape (N,) with N = {X.shape[0]} rows of `X`, "
                 f"got shape {tuple(y.shape)}"
             )
+        if any(_known(n) and n == 0 for n in X.shape):
+            # Nothing to estimate (scikit-learn also needs a sample and a feature); the
+            # variance smoothing, a max over the feature variances, has no value either.
+            raise ValueError(
+                f"`X` must have at least one sample and one feature, got shape {tuple(X.shape)}"
+            )
         if xp.isdtype(y.dtype, "complex floating"):
             raise TypeError(f"`y` must hold real or integer labels, got dtype {y.dtype}")
         if classes is None:
             classes = _discover_classes(y, xp)
-        elif classes.ndim != 1:
-            raise ValueError(f"`classes` must have shape (C,), got shape {tuple(classes.shape)}")
+        elif classes.ndim != 1 or (_known(classes.shape[0]) and classes.shape[0] == 0):
+            raise ValueError(
+                f"`classes` must have shape (C,) with C >= 1, got shape {tuple(classes.shape)}"
+            )
         x = xp.astype(X, work_dtype, copy=False)  # (N, D)
         one_hot = xp.astype(y[:, None] == classes[None, :], work_dtype)  # (N, C)
         count = xp.sum(one_hot, axis=0)  # (C,)
@@ -352,7 +369,7 @@ class GaussianNaiveBayes:
 
         Returns:
             A 0-d array in the dtype of the probabilities (not a Python float, so
-            that it traces and stays on the device).
+            that it traces and stays on the device); NaN for no samples.
 
         Examples:
             >>> import numpy as np
@@ -369,6 +386,8 @@ class GaussianNaiveBayes:
                 f"`y` must have shape (N,) with N = {X.shape[0]} rows of `X`, "
                 f"got shape {tuple(y.shape)}"
             )
+        if _known(X.shape[0]) and X.shape[0] == 0:  # static: the mean of nothing is NaN
+            return xp.full((), math.nan, dtype=jll.dtype, device=device(jll))
         predicted = xp.take(self.classes_, xp.argmax(jll, axis=1), axis=0)  # (N,)
         return _cast(xp, xp.mean(xp.astype(predicted == y, jll.dtype)), jll.dtype)
 

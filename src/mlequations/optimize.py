@@ -96,6 +96,11 @@ def _prepare_params(params: Params, name: str = "params") -> tuple[Namespace, Pa
     return xp, _tree_map(promote, params)
 
 
+def _array(xp: Namespace, a: Array) -> Array:
+    """`a` as an array: NumPy's arithmetic on 0-d arrays returns scalars, which are not."""
+    return xp.reshape(xp.expand_dims(a, axis=0), ()) if a.ndim == 0 else a
+
+
 def _check_number(
     value: object, name: str, *, low: float = 0.0, below: float | None = None
 ) -> float:
@@ -203,9 +208,11 @@ def gradient_descent(
         # A gradient in another dtype (a float64 constant in grad_fn) must not promote theta.
         grads = _tree_map(lambda g, p: xp.astype(g, p.dtype, copy=False), grads, theta)
         # mu is a Python float: with mu = 0 the velocity is the gradient, with no extra ops
-        velocity = grads if mu == 0 else _tree_map(lambda v, g: mu * v + g, velocity, grads)
+        velocity = (
+            grads if mu == 0 else _tree_map(lambda v, g: _array(xp, mu * v + g), velocity, grads)
+        )
         update = _tree_map(lambda v: lr * v, velocity)
-        return _tree_map(lambda p, u: p - u, theta, update), velocity, update
+        return _tree_map(lambda p, u: _array(xp, p - u), theta, update), velocity, update
 
     if tol is None and callback is None:
         # The traceable mode: one traced step under JAX (not `steps` unrolled ones).
@@ -245,7 +252,9 @@ def least_squares_grad(
     $$
 
     for $m$ samples (the rows of $X$). Its zero is the least-squares solution,
-    the fixed point of :func:`gradient_descent`.
+    the fixed point of :func:`gradient_descent`. With no samples ($m = 0$) the
+    sum is empty and the gradient is 0, as torch autograd gives for a mean over
+    no samples (the loss itself is NaN there); no 0 / 0 is formed.
 
     Args:
         theta: Parameters, shape `(D,)` (or `(D, K)` for $K$ targets at once).
@@ -292,7 +301,9 @@ def least_squares_grad(
     out_dtype, work = float_dtypes(xp, theta=theta, x=x, y=y)
     X, theta, y = (xp.astype(a, work, copy=False) for a in (x, theta, y))
     residual = xp.matmul(X, theta) - y  # (N,) or (N, K)
-    grad = xp.matmul(xp.matrix_transpose(X), residual) / n  # (D,) or (D, K)
+    # N = 0: the sum is empty (0) and so is the gradient, as torch autograd gives for the
+    # mean over no samples; dividing by max(N, 1) avoids forming 0 / 0.
+    grad = xp.matmul(xp.matrix_transpose(X), residual) / max(n, 1)  # (D,) or (D, K)
     return xp.astype(grad, out_dtype, copy=False)
 
 
@@ -377,7 +388,7 @@ def sgd(lr: float) -> Optimizer:
         def step(p: Array, g: Array) -> Array:
             g = _in_compute_dtype(xp, g, p)
             new = _in_compute_dtype(xp, p, p) - eta * g
-            return xp.astype(new, p.dtype, copy=False)
+            return _array(xp, xp.astype(new, p.dtype, copy=False))
 
         return _tree_map(step, params, grads), state
 
@@ -437,14 +448,14 @@ def momentum(lr: float, beta: float = 0.9, nesterov: bool = False) -> Optimizer:
         _check_like(state.momentum_buffer, params, "state.momentum_buffer", "params")
 
         def buffer(b: Array, g: Array, p: Array) -> Array:
-            return b * mu + _in_compute_dtype(xp, g, p)
+            return _array(xp, b * mu + _in_compute_dtype(xp, g, p))
 
         bufs = _tree_map(buffer, state.momentum_buffer, grads, params)
 
         def step(p: Array, g: Array, b: Array) -> Array:
             direction = _in_compute_dtype(xp, g, p) + mu * b if nesterov else b
             new = _in_compute_dtype(xp, p, p) - eta * direction
-            return xp.astype(new, p.dtype, copy=False)
+            return _array(xp, xp.astype(new, p.dtype, copy=False))
 
         return _tree_map(step, params, grads, bufs), MomentumState(bufs)
 
@@ -470,7 +481,11 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Op
     updated as torch's ``lerp``, $m_{t-1} + (1 - \beta_1)(g_t - m_{t-1})$. The
     step count $t$ is a 0-d array, so a jitted step does not recompile as $t$
     grows. The moments and $t$ are kept in float32 for half-precision
-    parameters (a float16 $\epsilon = 10^{-8}$ would be 0).
+    parameters (a float16 $\epsilon = 10^{-8}$ would be 0). With ``eps=0`` a
+    coordinate whose gradients have all been 0 ($\hat v_t = 0$) does not move
+    (torch forms 0 / 0 = NaN there). Parameters of any shape work, 0-d and
+    size 0 included; the second moment $g^2$ is beyond float32's range for
+    $|g| > 1.8 \cdot 10^{19}$, as in torch.
 
     Args:
         lr: Learning rate $\eta \ge 0$.
@@ -516,10 +531,10 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Op
         xp, params, grads = _prepare_update(params, grads)
         _check_like(state.exp_avg, params, "state.exp_avg", "params")
         _check_like(state.exp_avg_sq, params, "state.exp_avg_sq", "params")
-        steps = _tree_map(lambda t: t + 1, state.step)  # 0-d each
+        steps = _tree_map(lambda t: _array(xp, t + 1), state.step)  # 0-d each
         # torch: exp_avg.lerp_(grad, 1 - beta1); exp_avg_sq.mul_(beta2).addcmul_(g, g, 1 - beta2)
         exp_avg = _tree_map(
-            lambda m, g, p: m + (1 - beta1) * (_in_compute_dtype(xp, g, p) - m),
+            lambda m, g, p: _array(xp, m + (1 - beta1) * (_in_compute_dtype(xp, g, p) - m)),
             state.exp_avg,
             grads,
             params,
@@ -527,15 +542,19 @@ def adam(lr: float, b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Op
 
         def second(v: Array, g: Array, p: Array) -> Array:
             g = _in_compute_dtype(xp, g, p)
-            return v * beta2 + (1 - beta2) * (g * g)
+            return _array(xp, v * beta2 + (1 - beta2) * (g * g))
 
         exp_avg_sq = _tree_map(second, state.exp_avg_sq, grads, params)
 
         def step(p: Array, t: Array, m: Array, v: Array) -> Array:
             step_size = eta / (1 - beta1**t)  # 0-d
             denom = xp.sqrt(v) / xp.sqrt(1 - beta2**t) + epsilon
-            new = _in_compute_dtype(xp, p, p) - step_size * (m / denom)
-            return xp.astype(new, p.dtype, copy=False)
+            # With eps = 0 a coordinate that has only seen zero gradients has m = v = 0:
+            # it does not move (torch gives 0 / 0 = NaN). Double where: no 0 / 0 is formed.
+            moving = denom > 0
+            ratio = xp.where(moving, m / xp.where(moving, denom, xp.ones_like(denom)), 0 * m)
+            new = _in_compute_dtype(xp, p, p) - step_size * ratio
+            return _array(xp, xp.astype(new, p.dtype, copy=False))
 
         new_params = _tree_map(step, params, steps, exp_avg, exp_avg_sq)
         return new_params, AdamState(steps, exp_avg, exp_avg_sq)
