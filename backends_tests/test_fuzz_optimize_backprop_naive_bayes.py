@@ -207,10 +207,14 @@ def _torch_optimise(*arrays_: np.ndarray, name: str, leaves: int, hyper: tuple) 
     params = [torch.tensor(a, dtype=torch.float64) for a in arrays_[:leaves]]
     h = dict(hyper)
     if name == "adam":
-        opt = torch.optim.Adam(params, lr=h["lr"], betas=(h["b1"], h["b2"]), eps=h["eps"])
+        betas = (h.get("b1", 0.9), h.get("b2", 0.999))
+        opt = torch.optim.Adam(params, lr=h["lr"], betas=betas, eps=h.get("eps", 1e-8))
     else:
         opt = torch.optim.SGD(
-            params, lr=h["lr"], momentum=h.get("beta", 0.0), nesterov=h.get("nesterov", False)
+            params,
+            lr=h["lr"],
+            momentum=h.get("beta", 0.9) if name == "momentum" else 0.0,  # mle's defaults
+            nesterov=h.get("nesterov", False),
         )
     for k in range(leaves, len(arrays_), leaves):
         for p, g in zip(params, arrays_[k : k + leaves], strict=True):
@@ -742,3 +746,23 @@ def test_regression_score_of_no_samples(backend):
     score, proba = run(backend, fit_score, X, y, classes, empty, no_labels)
     expect(score, np.nan, backend, "float32")
     expect(proba, np.zeros((0, 2)), backend, "float32")
+
+
+@pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "gradient_descent"])
+def test_regression_optimisers_keep_0d_parameters_arrays(backend, name):
+    """Found by fuzzing: on NumPy, a step on 0-d parameters returned a NumPy *scalar*
+    (NumPy's arithmetic on 0-d arrays does), not an array, so the next ``update``
+    raised "expected at least one array argument". Every leaf is now kept an array."""
+    p = backend.asarray(np.asarray(1.0), "float64" if backend.float64 else "float32")
+    dtype = "float64" if backend.float64 else "float32"
+    if name == "gradient_descent":
+        out = run(backend, mle.gradient_descent, lambda t: t, p, lr=0.5, steps=2, momentum=0.5)
+        expect(out, 0.0, backend, dtype)  # v1 = 1, p = 0.5; v2 = 0.5 v1 + 0.5 = 1, p = 0
+        return
+    g = backend.asarray(np.asarray(0.5), dtype)
+    out = run(backend, _optimise, p, g, g, g, name=name, leaves=1, hyper=(("lr", 0.1),))
+    arrays_ = (np.asarray(v) for v in (1.0, 0.5, 0.5, 0.5))
+    expected = reference(_torch_optimise, *arrays_, name=name, leaves=1, hyper=(("lr", 0.1),))
+    expect(out, expected, backend, dtype)
+    if backend.library == "numpy":
+        assert isinstance(out[0], np.ndarray)
