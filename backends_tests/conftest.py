@@ -4,7 +4,9 @@ Every test that asks for ``backend`` runs once per entry of the backend table
 (``mlequations._backends.BACKENDS``); a test that also asks for ``dtype`` runs
 once per (backend, floating dtype) pair the backend supports — float64 is not
 generated for ``strict-no-float64``. ``half_dtype`` gives (backend, float16 /
-bfloat16) pairs to the tests that opt in.
+bfloat16) pairs to the tests that opt in. A test that parametrizes ``backend``
+itself (rows that apply to some backends only, as the bad-input table) lists its
+pairs with ``indirect=["backend"]`` and is left alone here.
 
 A backend whose library is missing is skipped with its reason, GPU backends
 with "no GPU". Set ``MLEQUATIONS_REQUIRE=torch,jax,...`` (as ``.ci/run`` does)
@@ -26,9 +28,24 @@ from mlequations._backends import BACKENDS, Backend
 _REQUIRED = {lib for lib in os.environ.get("MLEQUATIONS_REQUIRE", "").split(",") if lib}
 
 
+def _parametrized_names(metafunc: pytest.Metafunc) -> set[str]:
+    """Argument names the test parametrizes itself (``@pytest.mark.parametrize``)."""
+    names: set[str] = set()
+    for marker in metafunc.definition.iter_markers("parametrize"):
+        argnames = marker.args[0]
+        if isinstance(argnames, str):
+            argnames = [name.strip() for name in argnames.split(",")]
+        names.update(argnames)
+    return names
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = metafunc.fixturenames
     if "backend" not in names:
+        return
+    if "backend" in _parametrized_names(metafunc):
+        # The test lists its own (backend, ...) rows, with ``indirect=["backend"]`` so
+        # that the fixture below still skips missing libraries and honours the markers.
         return
     if "dtype" in names:
         pairs = [(b, d) for b in BACKENDS for d in b.dtypes()]

@@ -89,8 +89,10 @@ def _prepare_params(params: Params, name: str = "params") -> tuple[Namespace, Pa
         raise TypeError(f"`{name}` must be an array or a tuple of arrays, got {params!r}")
     xp = namespace(**dict(leaves))
 
+    names = iter([leaf_name for leaf_name, _ in leaves])  # _tree_map visits in this order
+
     def promote(p: Array) -> Array:
-        out_dtype, _ = float_dtypes(xp, p)
+        out_dtype, _ = float_dtypes(xp, **{next(names): p})  # complex: names the leaf
         return xp.astype(p, out_dtype, copy=False)
 
     return xp, _tree_map(promote, params)
