@@ -64,7 +64,10 @@ def attention(
     Each row of $\operatorname{softmax}$ is shifted by its maximum, so no
     exponential overflows; a row with no key to attend (all $-\infty$) gives a
     zero output row, never NaN, in the values and in their gradients. Half
-    precision is computed in float32 and cast back.
+    precision is computed in float32 and cast back. Empty axes are allowed: no
+    query or an empty batch gives an empty result, no key gives zeros, and
+    with $E = 0$ every score is an empty dot product, $0$, so each row is the
+    mean of the rows of $V$ it may see (as in PyTorch).
 
     Args:
         query: Queries $Q$, shape `(..., L, E)`.
@@ -150,7 +153,8 @@ def _attention(
     rows, keys = algorithm if algorithm is not None else _choose(L, S, block_size, xp)
     rows = L if rows is None else min(rows, L)
 
-    s = 1.0 / math.sqrt(E) if scale is None else float(scale)
+    # With E = 0 every score is an empty dot product, 0 whatever the scale (as in torch).
+    s = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
     q = xp.astype(query, work, copy=False) * s  # (..., Hq, L, E): scale Q, not Q Kᵀ
     k = xp.astype(key, work, copy=False)  # (..., Hkv, S, E)
     v = xp.astype(value, work, copy=False)  # (..., Hkv, S, Ev)
@@ -160,7 +164,8 @@ def _attention(
         bias = mask if xp.isdtype(mask.dtype, "bool") else xp.astype(mask, work, copy=False)
         mask = _split_heads(bias if bias.ndim >= 2 else xp.reshape(bias, (1, -1)), G, xp)
     kT = xp.matrix_transpose(k)  # (..., Hkv, E, S), a view
-    if S == 0:  # no key at all: every row is fully masked, and Q Kᵀ V is the zero array
+    empty_batch = any(0 in x.shape[:-2] for x in (query, key, value))
+    if S == 0 or L == 0 or empty_batch:  # no key (rows fully masked: zeros), or nothing
         out = (_fold(q, G, L, xp) @ kT) @ v  # (..., Hkv, G·L, Ev)
         out = xp.reshape(out, (*out.shape[:-2], G, L, out.shape[-1]))
         return xp.astype(_merge_heads(out, G, xp), out_dtype, copy=False)

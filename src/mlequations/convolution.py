@@ -356,7 +356,9 @@ def conv2d(
 
     Returns:
         ``(N, K, Ho, Wo)`` (or ``(K, Ho, Wo)`` for one image), in the inputs'
-        floating dtype and on their device.
+        floating dtype and on their device. A batch of ``N = 0`` images gives
+        an empty batch; ``C = 0`` input channels give the empty sum, zeros plus
+        the bias (PyTorch returns no output channels there instead).
 
     Raises:
         ValueError: Mismatched channels or groups, a kernel larger than the
@@ -442,7 +444,11 @@ def conv2d(
     weight = xp.astype(weight, work, copy=False)
     if method == "auto":
         method = _auto(xp, Cg, (KH, KW), stride)
-    if method == "fft":
+    if x.shape[0] == 0 or Cg == 0 or K == 0:
+        # No sample, or an empty sum over channels: zeros, computed by no algorithm
+        # (Dask's reshape and MKL's FFT reject zero-size arrays).
+        y = xp.zeros((x.shape[0], K, *out), dtype=work, device=device(x))
+    elif method == "fft":
         pads = ((top, bottom), (left, right))
         y = _fft(x, weight, groups, out, pads, stride, dilation, xp)  # (N, K, Ho, Wo)
     else:

@@ -22,7 +22,7 @@ def _reference(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False
     if is_causal:
         allowed = allowed & np.tril(np.ones(scores.shape[-2:], dtype=bool))
     scores = np.where(allowed, scores, -np.inf)
-    top = scores.max(axis=-1, keepdims=True)
+    top = scores.max(axis=-1, keepdims=True, initial=-np.inf)  # -inf without keys
     weights = np.exp(scores - np.where(np.isfinite(top), top, 0.0))
     total = weights.sum(axis=-1, keepdims=True)
     return (weights / np.where(total > 0, total, 1.0)) @ v
@@ -55,11 +55,11 @@ def _mha_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
 def _mha(xq, xk, xv, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, num_heads=2):
     def heads(x, w, b):
         y = x @ w.T + b
-        return np.swapaxes(y.reshape(*y.shape[:-1], num_heads, -1), -2, -3)
+        return np.swapaxes(y.reshape(*y.shape[:-1], num_heads, y.shape[-1] // num_heads), -2, -3)
 
     o = _reference(heads(xq, w_q, b_q), heads(xk, w_k, b_k), heads(xv, w_v, b_v))
     o = np.swapaxes(o, -2, -3)
-    return o.reshape(*o.shape[:-2], -1) @ w_o.T + b_o
+    return o.reshape(*o.shape[:-2], o.shape[-2] * o.shape[-1]) @ w_o.T + b_o
 
 
 def _mha_portable(xq, xk, xv, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, *, num_heads, xp=None):
