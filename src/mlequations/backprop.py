@@ -108,7 +108,8 @@ def linear_forward(
 
     Returns:
         $y$, shape `(..., D_out)`, in the inputs' floating result dtype and on
-        their device (half precision is computed in float32).
+        their device (half precision is computed in float32). Empty axes are
+        allowed: no rows give no rows, and $D_\text{in} = 0$ gives $y = b$.
 
     Examples:
         >>> import numpy as np
@@ -286,7 +287,7 @@ def mse_backward(
     $$
 
     over all $n$ elements (``torch.nn.MSELoss()``); ``reduction="sum"`` drops
-    the $1/n$.
+    the $1/n$. For no elements ($n = 0$) the gradient is empty (no 0 / 0).
 
     Args:
         pred: Prediction $\hat y$, any shape.

@@ -164,7 +164,8 @@ def gradient_descent(
             e.g. to record a trajectory; its return value is ignored.
 
     Returns:
-        The final parameters, in the structure, dtypes and device of `params`.
+        The final parameters, in the structure, dtypes and device of `params`
+        (every leaf an array, 0-d and size-0 parameters included).
 
     Raises:
         TypeError: `grad_fn` is not callable or `params` holds no arrays.
