@@ -388,9 +388,16 @@ def ddpm_reverse_step(
     $$
 
     with $\bar\alpha_{-1} = 1$, so the last step ($t = 0$) adds no noise and
-    returns $\hat x_0$. The $t = 0$ case is chosen with ``where`` (no Python
-    branch on values), and the square root of $\sigma_t^2$ never sees 0, so the
-    step traces under ``jax.jit`` and has finite gradients. Equal to diffusers'
+    returns $\hat x_0$ (exactly: the coefficient $\beta_0 / (1 - \bar\alpha_0)$
+    is 1). The $t = 0$ case is chosen with ``where`` (no Python branch on
+    values), and the square root of $\sigma_t^2$ never sees 0, so the step
+    traces under ``jax.jit`` and has finite gradients. $1 - \bar\alpha$ is
+    computed as $-\operatorname{expm1}\sum_s \operatorname{log1p}(-\beta_s)$,
+    without the cancellation of $1 - \prod_s (1 - \beta_s)$: fuzzing found
+    $\beta_0 = 10^{-30}$ in float32 giving 0/0 (NaN) at $t = 0$, and small
+    $\beta$ lose digits in float32 by subtraction. Where no noise has been
+    added up to $t$ (every $\beta_s = 0$), $x_t = x_0$ and the step returns
+    $\hat x_0$ too. Equal to diffusers'
     ``DDPMScheduler.step`` with ``variance_type="fixed_small"`` and
     ``clip_sample=False``, with `noise` in place of its random draw.
 
@@ -439,26 +446,33 @@ def ddpm_reverse_step(
     eps = xp.astype(noise_pred, work_dtype, copy=False)
     z = xp.astype(noise, work_dtype, copy=False)
     beta = xp.astype(betas, work_dtype, copy=False)  # (T,)
-    ab = alpha_bar(beta, xp=xp)  # (T,)
+    # 1 - alpha_bar by expm1 of the summed log1p, not by subtraction: 1 - (1 - 1e-30) is 0
+    # in float32 (0/0 at t = 0, found by fuzzing), and 1 - (1 - 1e-4) keeps 3 digits.
+    log_ab = xp.cumulative_sum(xp.log1p(-beta))  # (T,) log alpha_bar
+    ab, noised = xp.exp(log_ab), -xp.expm1(log_ab)  # (T,) alpha_bar, 1 - alpha_bar
 
     t_flat = xp.reshape(t, (-1,))  # (1,) or (B,)
     first = t_flat == 0
+    prev = xp.where(first, t_flat, t_flat - 1)
     one = scalar(1.0, ab, xp=xp)
-    ab_t = xp.take(ab, t_flat)
-    ab_prev = xp.where(first, one, xp.take(ab, xp.where(first, t_flat, t_flat - 1)))
+    ab_t, noised_t = xp.take(ab, t_flat), xp.take(noised, t_flat)
+    ab_prev = xp.where(first, one, xp.take(ab, prev))
+    noised_prev = xp.where(first, 0 * one, xp.take(noised, prev))
     beta_t = xp.take(beta, t_flat)
-    var = (1 - ab_prev) / (1 - ab_t) * beta_t  # 0 at t = 0
-    sigma = xp.where(first, 0 * one, xp.sqrt(xp.where(first, one, var)))  # double where
+    # t = 0, or no noise at all up to t (every beta 0): the posterior is x0_hat itself.
+    clean = first | (noised_t <= 0)
+    safe = xp.where(clean, one, noised_t)  # double where: no 0/0 in either branch
+    c_x0 = xp.where(clean, one, xp.sqrt(ab_prev) * beta_t / safe)
+    c_xt = xp.where(clean, 0 * one, xp.sqrt(1 - beta_t) * noised_prev / safe)
+    sigma = xp.where(clean, 0 * one, xp.sqrt(noised_prev / safe * beta_t))
 
-    coefficients = (ab_t, ab_prev, beta_t, sigma)
+    coefficients = (ab_t, noised_t, c_x0, c_xt, sigma)
     if t.ndim == 0:
         coefficients = tuple(xp.reshape(c, ()) for c in coefficients)
     else:
         coefficients = tuple(_per_sample(c, "t", x_t, xp) for c in coefficients)
-    ab_t, ab_prev, beta_t, sigma = coefficients
+    ab_t, noised_t, c_x0, c_xt, sigma = coefficients
 
-    x0_hat = (x_t - xp.sqrt(1 - ab_t) * eps) / xp.sqrt(ab_t)
-    mean = (xp.sqrt(ab_prev) * beta_t * x0_hat + xp.sqrt(1 - beta_t) * (1 - ab_prev) * x_t) / (
-        1 - ab_t
-    )
+    x0_hat = (x_t - xp.sqrt(noised_t) * eps) / xp.sqrt(ab_t)
+    mean = c_x0 * x0_hat + c_xt * x_t
     return xp.astype(mean + sigma * z, out_dtype, copy=False)

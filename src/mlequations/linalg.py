@@ -367,7 +367,9 @@ def pca(x: Array, /, *, n_components: int, xp: Namespace | None = None) -> PCARe
     equal, all-zero included) has no variance to explain: the variances are 0
     and so are the ratios (scikit-learn divides 0 by 0 there and returns NaN
     with a warning); the components are then the solver's orthonormal basis,
-    sign-fixed as above, and any basis is equally right. Fuzzing found both: an
+    sign-fixed as above, and any basis is equally right. The data are centred on
+    the first sample before the mean is taken, so a constant feature centres to
+    exact zeros. Fuzzing found both: an
     all-zero `x` gave NaN ratios, and so did data of magnitude $10^{20}$ or
     $10^{-30}$ in float32 ($10^{160}$ in float64), where $\sigma^2$ overflowed
     to inf or underflowed to 0.
@@ -423,8 +425,14 @@ def pca(x: Array, /, *, n_components: int, xp: Namespace | None = None) -> PCARe
         )
     out_dtype, work_dtype = float_dtypes(xp, x=x)
     x = xp.astype(x, work_dtype, copy=False)
-    mean = xp.mean(x, axis=0)  # (D,)
-    _, s, vt = _linalg(xp, "svd")(x - mean, full_matrices=False)  # (k,), (k, D)
+    # Centre on the first sample before averaging (the shifted-data algorithm): a
+    # constant feature then centres to exact zeros, where mean(x) may round (found by
+    # fuzzing: five equal values left a 1e-15 residue that "explained" 100% of nothing),
+    # and a large common offset costs no digits.
+    shifted = x - x[:1, :]  # (N, D)
+    offset = xp.mean(shifted, axis=0)  # (D,)
+    mean = x[0, :] + offset  # (D,)
+    _, s, vt = _linalg(xp, "svd")(shifted - offset, full_matrices=False)  # (k,), (k, D)
     vt = vt * _sign_of_largest(vt, xp)[:, None]  # svd_flip: largest |entry| of a row > 0
     variance = s**2 / (n_samples - 1)  # (k,)
     # The ratio from s / max(s), in [0, 1]: s**2 itself over- or underflows long before

@@ -67,15 +67,19 @@ def _step_reference(
     x_t: np.ndarray, eps: np.ndarray, t: np.ndarray, betas: np.ndarray, z: np.ndarray
 ) -> Any:
     ab = np.cumprod(1 - betas)
+    noised = -np.expm1(np.cumsum(np.log1p(-betas)))  # 1 - ab, without cancellation
     out = np.empty_like(x_t)
     for i, step in enumerate(t):
         ab_t, beta = ab[step], betas[step]
-        ab_prev = ab[step - 1] if step > 0 else 1.0
-        x0 = (x_t[i] - np.sqrt(1 - ab_t) * eps[i]) / np.sqrt(ab_t)
-        mean = (np.sqrt(ab_prev) * beta * x0 + np.sqrt(1 - beta) * (1 - ab_prev) * x_t[i]) / (
-            1 - ab_t
+        x0 = (x_t[i] - np.sqrt(noised[step]) * eps[i]) / np.sqrt(ab_t)
+        if step == 0 or noised[step] == 0:
+            out[i] = x0  # beta_0 / (1 - ab_0) = 1: the last step is the estimate itself
+            continue
+        ab_prev, noised_prev = ab[step - 1], noised[step - 1]
+        mean = (np.sqrt(ab_prev) * beta * x0 + np.sqrt(1 - beta) * noised_prev * x_t[i]) / (
+            noised[step]
         )
-        var = (1 - ab_prev) / (1 - ab_t) * beta
+        var = noised_prev / noised[step] * beta
         out[i] = mean + np.sqrt(var) * z[i]
     return out
 

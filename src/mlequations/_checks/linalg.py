@@ -64,8 +64,10 @@ def _flip(v: np.ndarray) -> np.ndarray:
 
 
 def _pca(x: np.ndarray, n_components: int) -> Arrays:
-    mean = x.mean(axis=0)
-    _, s, vt = np.linalg.svd(x - mean, full_matrices=False)
+    # Centred exactly for constant features: shifted by the first sample, then averaged.
+    shifted = x - x[0]
+    mean = x[0] + shifted.mean(axis=0)
+    _, s, vt = np.linalg.svd(shifted - shifted.mean(axis=0), full_matrices=False)
     variance = s**2 / (x.shape[0] - 1)
     # The ratio of squared singular values, from s / max(s) so that s**2 cannot overflow;
     # constant data has no variance to explain: ratio 0 (documented; sklearn gives 0/0).
