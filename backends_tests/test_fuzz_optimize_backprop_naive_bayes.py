@@ -229,7 +229,7 @@ def test_optimiser(backend, name):
     parameters of any shape (0-d and size 0 included) and gradients with zeros, tiny
     and huge entries; a zero gradient leaves the parameters unchanged."""
 
-    @fuzz(backend, st.data())
+    @fuzz(backend, st.data(), scale=0.7)
     def _(data):
         dtype = data.draw(st.sampled_from(dtype_names(backend, integer=True)), label="dtype")
         out_dtype = out_dtype_name(backend, dtype)
