@@ -416,6 +416,46 @@ def _betas(*, open_interval: bool = False):
     return st.one_of(st.floats(low, 0.999), st.sampled_from(pool))
 
 
+def _np_cosine(num_steps: int, s: float, max_beta: float) -> np.ndarray:
+    f = np.cos((np.arange(num_steps + 1) / num_steps + s) / (1 + s) * np.pi / 2) ** 2
+    return np.minimum(1 - f[1:] / f[:-1], max_beta)
+
+
+@pytest.mark.parametrize("name", ["linear_beta_schedule", "cosine_beta_schedule"])
+def test_schedules(backend, name):
+    """Made from nothing in the backend's namespace, on its device, in every dtype (the
+    default one when none is given); T = 1 included; in [0, 1), equal to diffusers'."""
+    fn = getattr(mle, name)
+
+    @fuzz(backend, st.data(), scale=0.6)
+    def _(data):
+        dtype = data.draw(st.sampled_from([None, *dtype_names(backend)]), label="dtype")
+        num_steps = data.draw(st.sampled_from([1, 2, 7, 50]), label="T")
+        if name == "linear_beta_schedule":
+            start = data.draw(st.sampled_from([0.0, 1e-4, 1e-30, 0.5]), label="beta_start")
+            end = data.draw(st.sampled_from([0.02, 0.999, 0.0, 1e-4]), label="beta_end")
+            options = {"beta_start": start, "beta_end": end}
+            expected = np.linspace(start, end, num_steps)
+        else:
+            s_ = data.draw(st.sampled_from([0.008, 0.0, 1.0]), label="s")
+            cap = data.draw(st.sampled_from([0.999, 0.5, 1e-3]), label="max_beta")
+            options = {"s": s_, "max_beta": cap}
+            expected = reference(_np_cosine, num_steps, s_, cap)
+        kind = dtype or out_dtype_name(backend, "int64")  # None: the default floating dtype
+        out = run(
+            backend,
+            functools.partial(fn, xp=backend.xp, device=backend.device),
+            num_steps,
+            dtype=None if dtype is None else backend.dtype(dtype),
+            **options,
+        )
+        expect(out, expected, backend, kind, rtol=_tol(backend, kind)[0] * 4)
+        got = values_of(backend, out)
+        if got is not None:
+            assert (got >= 0).all()
+            assert (got < 1).all()
+
+
 def test_alpha_bar(backend):
     """ᾱ = cumprod(1 - β) in [0, 1], non-increasing along T, 1 - β_0 first; T = 0 is empty."""
 
@@ -862,3 +902,29 @@ def test_regression_nothing_to_step_or_search(backend):
     if not backend.jit:
         with pytest.raises(ValueError, match="`bounds`"):
             mle.bayesian_optimization(lambda v: 0.0, backend.asarray(np.zeros((0, 2)), "float32"))
+
+
+def test_regression_ddpm_last_step_with_tiny_beta(backend):
+    """Found by fuzzing: ``ddpm_reverse_step`` at t = 0 with ``betas = [1e-30]`` in float32
+    was NaN: 1 - ᾱ_0 = 1 - (1 - 1e-30) is 0, and β_0 / (1 - ᾱ_0) was 0/0. 1 - ᾱ now comes
+    from expm1 of the summed log1p, and t = 0 returns x̂_0 exactly (no noise is added)."""
+    x_t = np.asarray([[1.0, -1.0], [0.5, 2.0]])
+    eps = np.asarray([[0.1, 0.2], [-0.3, 0.0]])
+    args = [backend.asarray(a, "float32") for a in (x_t, eps)]
+    betas = backend.asarray(np.asarray([1e-30]), "float32")
+    noise = backend.asarray(np.full((2, 2), 5.0), "float32")
+    out = run(backend, mle.ddpm_reverse_step, *args, 0, betas, noise)
+    expect(out, x_t - 1e-15 * eps, backend, "float32")
+
+
+def test_regression_pca_constant_feature_mean(backend):
+    """Found by fuzzing: five samples ``[0.0, 7.1]`` in float64 on JAX gave the variance
+    ratio 1, not 0: JAX's mean of five 7.1s is 7.1 + 8.9e-16, and that residue was the
+    only "variance" left. PCA now centres on the first sample first, so a constant feature
+    centres to exact zeros on every backend."""
+    for dtype in backend.dtypes():
+        x = backend.asarray(np.tile([0.0, 7.1], (5, 1)), dtype)
+        out = run(backend, mle.pca, x, n_components=1)
+        expect(out.explained_variance, np.zeros(1), backend, dtype, atol=0)
+        expect(out.explained_variance_ratio, np.zeros(1), backend, dtype, atol=0)
+        expect(out.mean, np.asarray([0.0, 7.1]), backend, dtype)
