@@ -363,16 +363,19 @@ def pca(x: Array, /, *, n_components: int, xp: Namespace | None = None) -> PCARe
     ``PCA(svd_solver="full")``.
 
     The ratio is computed from $\sigma_k / \max_j \sigma_j$, so it stays in
-    $[0, 1]$ when $\sigma_k^2$ itself overflows or underflows. Constant data (every sample
-    equal, all-zero included) has no variance to explain: the variances are 0
-    and so are the ratios (scikit-learn divides 0 by 0 there and returns NaN
-    with a warning); the components are then the solver's orthonormal basis,
-    sign-fixed as above, and any basis is equally right. The data are centred on
-    the first sample before the mean is taken, so a constant feature centres to
-    exact zeros. Fuzzing found both: an
-    all-zero `x` gave NaN ratios, and so did data of magnitude $10^{20}$ or
-    $10^{-30}$ in float32 ($10^{160}$ in float64), where $\sigma^2$ overflowed
-    to inf or underflowed to 0.
+    $[0, 1]$ when $\sigma_k^2$ itself overflows or underflows. Constant data
+    (every sample equal, all-zero included) has no variance to explain: the
+    variances are 0 and so are the ratios (scikit-learn divides 0 by 0 there
+    and returns NaN with a warning); the components are then the solver's
+    orthonormal basis, sign-fixed as above, and any basis is equally right.
+    The data are centred on the first sample before the mean is taken, so a
+    constant feature centres to exact zeros on every backend.
+
+    Fuzzing found: an all-zero `x` gave NaN ratios, and so did data of
+    magnitude $10^{20}$ or $10^{-30}$ in float32 ($10^{160}$ in float64), where
+    $\sigma^2$ overflowed to inf or underflowed to 0; and on JAX five samples
+    ``[0.0, 7.1]`` gave the ratio 1, as their mean rounded to
+    $7.1 + 8.9 \cdot 10^{-16}$ and that residue was the only "variance" left.
 
     Args:
         x: Data of shape `(N, D)`: N samples (N ≥ 2) of D features.
