@@ -59,6 +59,7 @@ from ._fuzz import (
     to_backend,
     values_of,
 )
+from ._libs import jax_or_skip, torch_or_skip
 
 # A result beyond the dtype's range is +-inf, as IEEE 754 says, and NumPy warns about it
 # (on Dask only when the result is computed, after the call): not a finding.
@@ -928,3 +929,33 @@ def test_regression_pca_constant_feature_mean(backend):
         expect(out.explained_variance, np.zeros(1), backend, dtype, atol=0)
         expect(out.explained_variance_ratio, np.zeros(1), backend, dtype, atol=0)
         expect(out.mean, np.asarray([0.0, 7.1]), backend, dtype)
+
+
+def test_regression_gradients_at_degenerate_points():
+    """Found while fixing the above: the gradient of ``power_iteration`` at the zero matrix
+    was NaN (√0 in the norm: its infinite slope times 0 is NaN even where ``where`` drops
+    it). The norm now sits behind a double ``where``, and dλ/dA there is v vᵀ, the Rayleigh
+    quotient's, in jax.grad and torch autograd alike. The rewritten DDPM step keeps its
+    double ``where`` too: at t = 0 it depends on β only through x̂_0."""
+    jax = jax_or_skip()
+    torch = torch_or_skip()
+    jnp = jax.numpy
+    start = np.asarray([1.0, 0.5, 1 / 3]) / np.linalg.norm([1.0, 0.5, 1 / 3])
+    grad = jax.grad(lambda a: mle.power_iteration(a, num_iters=5).eigenvalue)(jnp.zeros((3, 3)))
+    np.testing.assert_allclose(np.asarray(grad), np.outer(start, start), atol=1e-12)
+    a = torch.zeros((3, 3), dtype=torch.float64, requires_grad=True)
+    mle.power_iteration(a, num_iters=5).eigenvalue.backward()
+    np.testing.assert_allclose(a.grad.numpy(), np.outer(start, start), atol=1e-12)
+
+    def last_step(betas):
+        return mle.ddpm_reverse_step(jnp.ones(2), jnp.ones(2), 0, betas, jnp.ones(2)).sum()
+
+    grad = np.asarray(jax.grad(last_step)(jnp.asarray([0.01, 0.1])))
+    # x0_hat = (1 - sqrt(b0)) / sqrt(1 - b0) per entry: its derivative, twice.
+    b0 = 0.01
+    expected = (
+        2
+        * (-0.5 / math.sqrt(b0) * math.sqrt(1 - b0) + 0.5 * (1 - math.sqrt(b0)) / math.sqrt(1 - b0))
+        / (1 - b0)
+    )
+    np.testing.assert_allclose(grad, [expected, 0.0], rtol=1e-10)

@@ -464,7 +464,7 @@ def ddpm_reverse_step(
     safe = xp.where(clean, one, noised_t)  # double where: no 0/0 in either branch
     c_x0 = xp.where(clean, one, xp.sqrt(ab_prev) * beta_t / safe)
     c_xt = xp.where(clean, 0 * one, xp.sqrt(1 - beta_t) * noised_prev / safe)
-    sigma = xp.where(clean, 0 * one, xp.sqrt(noised_prev / safe * beta_t))
+    sigma = xp.where(clean, 0 * one, xp.sqrt(xp.where(clean, one, noised_prev / safe * beta_t)))
 
     coefficients = (ab_t, noised_t, c_x0, c_xt, sigma)
     if t.ndim == 0:

@@ -484,7 +484,8 @@ def power_iteration(
     both: the zero matrix gave a zero "eigenvector", and so did matrices of
     magnitude $10^{20}$ or $10^{-30}$ in float32 ($10^{300}$ or $10^{-170}$ in
     float64), with the eigenvalue 0, as $\lVert A v \rVert^2$ over- or
-    underflowed.
+    underflowed. The norm's square root sits behind a double ``where``, so
+    the gradient stays finite there too ($v v^\top$ at the zero matrix).
 
     Args:
         a: Square matrix or stack of them, shape `(..., n, n)` with $n \ge 1$
@@ -546,9 +547,10 @@ def power_iteration(
         w_max = xp.max(xp.abs(w), axis=-1, keepdims=True)  # (..., 1)
         moved = w_max > 0
         w = w / xp.where(moved, w_max, one)  # (..., n), entries in [-1, 1]
-        norm = xp.sqrt(xp.sum(w * w, axis=-1, keepdims=True))  # (..., 1), >= 1 if moved
-        # A v = 0 (a zero or nilpotent matrix): v is an eigenvector for 0; keep it.
-        return xp.where(moved, w / xp.where(moved, norm, one), v)
+        # A v = 0 (a zero or nilpotent matrix): v is an eigenvector for 0; keep it. The
+        # double where keeps sqrt away from 0, whose infinite slope would make NaN gradients.
+        norm = xp.sqrt(xp.where(moved, xp.sum(w * w, axis=-1, keepdims=True), one))  # >= 1
+        return xp.where(moved, w / norm, v)
 
     v = repeat(num_iters, step, v, xp)
     rayleigh = xp.sum(v * xp.matmul(a, v[..., None])[..., 0], axis=-1, keepdims=True)
