@@ -308,12 +308,15 @@ def svd(a: Array, /, *, full_matrices: bool = False, xp: Namespace | None = None
         a: Matrix or stack of them, shape `(..., m, n)`.
         full_matrices: Return square $U$ `(..., m, m)` and $V^\top$
             `(..., n, n)` instead of the reduced `(..., m, k)` and `(..., k, n)`,
-            $k = \min(m, n)$ (Dask supports only the reduced form).
+            $k = \min(m, n)$ (Dask supports only the reduced form, and only of
+            one matrix: its SVD rejects a stack).
         xp: Array namespace; inferred from `a` when omitted.
 
     Returns:
         ``SVDResult(U, S, Vh)`` with `S` of shape `(..., k)`, in the dtype and on
-        the device of `a`.
+        the device of `a`; `m` or `n` of size 0 (and size-0 batches) give empty
+        factors. For ±inf or NaN entries the result is the library's (NumPy and
+        torch raise ``LinAlgError``, JAX returns NaN).
 
     Raises:
         ValueError: `a` has fewer than two axes.
