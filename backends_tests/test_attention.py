@@ -21,9 +21,10 @@ V = RNG.normal(size=(B, HQ, S, EV))
 K_GQA, V_GQA = K[:, :HKV], V[:, :HKV]
 BOOL_MASK = RNG.random((HQ, L, S)) > 0.3
 FLOAT_MASK = RNG.normal(size=(B, 1, L, S))
-# Forced (query block, key block) pairs: plain, query-blocked, blockwise (odd and
-# uneven sizes on purpose, so that the last block is short).
-ALGORITHMS = [(None, None), (2, None), (2, 3), (3, 2), (None, 4)]
+# Forced (query block, key block[, per batch element]) plans: plain, query-blocked,
+# blockwise (odd and uneven sizes on purpose, so that the last block is short), and
+# the same tiles one batch element (head) at a time.
+ALGORITHMS = [(None, None), (2, None), (2, 3), (3, 2), (None, 4), (2, None, True), (3, 2, True)]
 
 
 def causal_mask(l_, s_):

@@ -23,19 +23,37 @@ Three portable algorithms compute the same numbers:
 
 from __future__ import annotations
 
+import itertools
 import math
+from typing import NamedTuple
 
 from ._xp import Array, Namespace, device, float_dtypes, is_jax, namespace, scalar
 
 __all__ = ["attention", "multi_head_attention"]
 
+
+class _Plan(NamedTuple):
+    """How the scores are tiled.
+
+    `rows` queries (None: all) by `keys` keys (None: an exact softmax over all of
+    them), over every batch element at once or, with `per_element`, over one batch
+    element (one head of one sample) at a time.
+    """
+
+    rows: int | None
+    keys: int | None
+    per_element: bool = False
+
+
 # Block sizes and the choice rule, measured on this project's 2-core CPU (torch 2.13,
-# NumPy 2.4, float32; docs/content/benchmarks.md). A `64 × S` block of scores stays
-# in cache for S ≤ 2048, and 64 queries per batched matrix product amortise the
-# per-call overhead; from S = 4096 on, 128 × 1024 tiles of the online recurrence
-# run faster than any exact-softmax block.
-_QUERY_BLOCK = 64
-_TILE = (128, 1024)
+# NumPy 2.4, float32; docs/content/benchmarks.md). Without causality, one head at a
+# time in 512 × 1024 tiles keeps each product and its scores in cache (2 MiB) while
+# amortising the per-call overhead. With causality, blocks must be small to skip the
+# keys above the diagonal: 64 queries per block, batched over the heads, and from
+# S = 4096 on 128 × 1024 tiles of the online recurrence.
+_ELEMENT_TILE = _Plan(512, 1024, per_element=True)
+_CAUSAL_BLOCK = _Plan(64, None)
+_CAUSAL_TILE = _Plan(128, 1024)
 _BLOCKWISE_FROM = 4096
 
 
@@ -138,10 +156,10 @@ def _attention(
     scale: float | None,
     enable_gqa: bool,
     block_size: int | None,
-    algorithm: tuple[int | None, int | None] | None,
+    algorithm: tuple[int | None, int | None] | tuple[int | None, int | None, bool] | None,
     xp: Namespace | None,
 ) -> Array:
-    """`attention`, with `algorithm = (query block, key block)` forced when given.
+    """`attention`, with `algorithm` = `_Plan(rows, keys[, per_element])` forced if given.
 
     A query block of `None` means all queries at once; a key block of `None`
     means an exact softmax over all keys. `(None, None)` is the plain formula,
@@ -150,8 +168,7 @@ def _attention(
     xp = namespace(query=query, key=key, value=value, mask=mask, xp=xp)
     out_dtype, work = float_dtypes(xp, query=query, key=key, value=value)
     L, S, E, G = _check(query, key, value, mask, enable_gqa, block_size, scale, xp)
-    rows, keys = algorithm if algorithm is not None else _choose(L, S, block_size, xp)
-    rows = L if rows is None else min(rows, L)
+    plan = _Plan(*algorithm) if algorithm is not None else _choose(L, S, is_causal, block_size, xp)
 
     # With E = 0 every score is an empty dot product, 0 whatever the scale (as in torch).
     s = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
@@ -170,30 +187,77 @@ def _attention(
         out = xp.reshape(out, (*out.shape[:-2], G, L, out.shape[-1]))
         return xp.astype(_merge_heads(out, G, xp), out_dtype, copy=False)
 
-    blocks = []
-    for p0 in range(0, L, rows):
-        p1 = min(p0 + rows, L)
-        qt = _fold(q[..., p0:p1, :], G, p1 - p0, xp)  # (..., Hkv, G·Lb, E)
-        end = min(S, p1) if is_causal else S  # keys after the block's last query are unseen
-        if keys is None:
-            scores = _scores(qt, kT, mask, is_causal, G, p0, p1, 0, end, xp)
-            out = _softmax_times(scores, v[..., :end, :], xp)
-        else:
-            out = _online_softmax_times(qt, kT, v, mask, is_causal, G, p0, p1, end, keys, xp)
-        blocks.append(xp.reshape(out, (*out.shape[:-2], G, p1 - p0, out.shape[-1])))
-    out = blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=-2)  # (..., Hkv, G, L, Ev)
+    if not plan.per_element:
+        out = _tiled(q, kT, v, mask, is_causal, G, plan, xp)  # (..., Hkv, G, L, Ev)
+    else:
+        batch = _broadcast(
+            {"query": q.shape[:-3], "key": kT.shape[:-2], "value": v.shape[:-2]}, "batch axes"
+        )
+        # One batch element at a time: the same tiles, each a single matrix product.
+        outs = [
+            _tiled(
+                _element(q, index, 3),  # (G, L, E)
+                _element(kT, index, 2),  # (E, S)
+                _element(v, index, 2),  # (S, Ev)
+                None if mask is None else _element(mask, index, 3),  # (G|1, L|1, S|1)
+                is_causal,
+                G,
+                plan,
+                xp,
+            )
+            for index in itertools.product(*(range(n) for n in batch))
+        ]
+        out = xp.reshape(xp.stack(outs), (*batch, *outs[0].shape))  # (..., Hkv, G, L, Ev)
     return xp.astype(_merge_heads(out, G, xp), out_dtype, copy=False)
 
 
-def _choose(L: int, S: int, block_size: int | None, xp: Namespace) -> tuple[int | None, int | None]:
-    """The (query block, key block) that ran fastest for this shape (see module constants)."""
+def _choose(L: int, S: int, is_causal: bool, block_size: int | None, xp: Namespace) -> _Plan:
+    """The tiling that ran fastest for this shape (see the module constants)."""
     if block_size is not None:
-        return _TILE[0], block_size
+        return _Plan(_CAUSAL_TILE.rows, block_size)
     if is_jax(xp):
-        return None, None  # XLA fuses the plain formula; Python-level blocks only add ops
+        return _Plan(None, None)  # XLA fuses the plain formula; Python-level blocks add ops
+    if not is_causal:
+        return _ELEMENT_TILE  # for S ≤ 1024, one key block: the exact softmax
     if S >= _BLOCKWISE_FROM:
-        return _TILE
-    return (_QUERY_BLOCK if L > _QUERY_BLOCK else None), None
+        return _CAUSAL_TILE
+    return _CAUSAL_BLOCK
+
+
+def _element(x: Array, index: tuple[int, ...], trailing: int) -> Array:
+    """`x` at batch `index`, its last `trailing` axes kept; an axis of 1 broadcasts."""
+    lead = x.ndim - trailing
+    if lead == 0:
+        return x
+    at = tuple(i if n > 1 else 0 for i, n in zip(index[-lead:], x.shape[:lead], strict=True))
+    return x[(*at, ...)]
+
+
+def _tiled(
+    q: Array,
+    kT: Array,
+    v: Array,
+    mask: Array | None,
+    is_causal: bool,
+    G: int,
+    plan: _Plan,
+    xp: Namespace,
+) -> Array:
+    """softmax(scores) @ v block by block: (..., G, L, E) queries → (..., G, L, Ev)."""
+    L, S = q.shape[-2], kT.shape[-1]
+    rows = L if plan.rows is None else min(plan.rows, L)
+    blocks = []
+    for p0 in range(0, L, rows):
+        p1 = min(p0 + rows, L)
+        qt = _fold(q[..., p0:p1, :], G, p1 - p0, xp)  # (..., G·Lb, E)
+        end = min(S, p1) if is_causal else S  # keys after the block's last query are unseen
+        if plan.keys is None:
+            scores = _scores(qt, kT, mask, is_causal, G, p0, p1, 0, end, xp)
+            out = _softmax_times(scores, v[..., :end, :], xp)
+        else:
+            out = _online_softmax_times(qt, kT, v, mask, is_causal, G, p0, p1, end, plan.keys, xp)
+        blocks.append(xp.reshape(out, (*out.shape[:-2], G, p1 - p0, out.shape[-1])))
+    return blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=-2)
 
 
 def _softmax_times(scores: Array, v: Array, xp: Namespace) -> Array:
