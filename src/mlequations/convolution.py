@@ -351,7 +351,10 @@ def conv2d(
             measured for the shape: ``"fft"`` for stride-1 kernels of 49 taps
             or more, ``"shift"`` for depthwise kernels (and for stride-1
             kernels under JAX, whose compiler fuses the per-tap sum),
-            ``"im2col"`` otherwise.
+            ``"im2col"`` otherwise. Every method gives the same numbers for
+            finite input; an ±inf or NaN pixel makes ``"fft"`` NaN everywhere
+            (each frequency mixes every pixel), the others only where the
+            kernel touches it.
         xp: Array namespace; inferred from the arrays when omitted.
 
     Returns:
