@@ -38,6 +38,7 @@ from mlequations._registry import equations, tolerance
 
 from ._fuzz import (
     NP_DTYPES,
+    OVERFLOW_IS_NOT_A_FINDING,
     arrays,
     check_meta,
     distributions,
@@ -57,9 +58,7 @@ from ._fuzz import (
     values_of,
 )
 
-# A result beyond the dtype's range is +-inf, as IEEE 754 says, and NumPy warns about it
-# (on Dask only when the result is computed, after the call): not a finding.
-pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+pytestmark = OVERFLOW_IS_NOT_A_FINDING
 
 REFERENCES = {eq.name: eq.reference for eq in equations()}
 

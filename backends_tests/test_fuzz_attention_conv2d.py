@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pytest
 from hypothesis import strategies as st
 
 import mlequations as mle
@@ -25,10 +24,19 @@ from mlequations._checks.attention import _reference as attention_reference
 from mlequations._checks.convolution import _reference as conv2d_reference
 from mlequations._registry import tolerance
 
-from ._fuzz import arrays, dtype_names, expect, fuzz, reals, run, to_backend, values_of
+from ._fuzz import (
+    OVERFLOW_IS_NOT_A_FINDING,
+    arrays,
+    dtype_names,
+    expect,
+    fuzz,
+    reals,
+    run,
+    to_backend,
+    values_of,
+)
 
-# A result beyond the dtype's range is +-inf, as IEEE 754 says: not a finding.
-pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+pytestmark = OVERFLOW_IS_NOT_A_FINDING
 
 
 # Moderate values, exact and signed zeros, tiny and denormal values, and values large

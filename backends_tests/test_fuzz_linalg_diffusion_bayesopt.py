@@ -41,6 +41,7 @@ from mlequations._registry import tolerance
 
 from ._assert import assert_close
 from ._fuzz import (
+    OVERFLOW_IS_NOT_A_FINDING,
     SPECIAL,
     TINY,
     arrays,
@@ -61,9 +62,7 @@ from ._fuzz import (
 )
 from ._libs import jax_or_skip, torch_or_skip
 
-# A result beyond the dtype's range is +-inf, as IEEE 754 says, and NumPy warns about it
-# (on Dask only when the result is computed, after the call): not a finding.
-pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+pytestmark = OVERFLOW_IS_NOT_A_FINDING
 
 
 def _tol(backend, dtype: str) -> tuple[float, float]:

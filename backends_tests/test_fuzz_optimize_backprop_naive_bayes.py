@@ -43,6 +43,7 @@ from ._fuzz import (
     HUGE,
     NONFINITE,
     NP_DTYPES,
+    OVERFLOW_IS_NOT_A_FINDING,
     SPECIAL,
     TINY,
     arrays,
@@ -60,7 +61,7 @@ from ._fuzz import (
 )
 from ._libs import torch_or_skip
 
-pytestmark = pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+pytestmark = OVERFLOW_IS_NOT_A_FINDING
 
 # Largest magnitude a drawn value may have in each dtype, so that the sums and
 # products each function forms stay within the dtype's range (integers: clipped).
