@@ -509,6 +509,37 @@ def test_mlp(backend):
             expect(out[2], rs[3:], backend, dtype, rtol=0.0, atol=0.0)
 
 
+def test_mlp_init(backend):
+    """`mlp_init` over drawn widths (1 to 3 layers of 1 to 5) and seeds (negative and
+    beyond 64 bits included), in every dtype: ``torch.nn.Linear``'s shapes, every entry
+    within ±1/√fan_in, and the same numbers as NumPy in float64, rounded to the dtype."""
+
+    @fuzz(backend, st.data())
+    def _(data):
+        dtype = data.draw(st.sampled_from(dtype_names(backend)), label="dtype")
+        sizes = tuple(data.draw(st.lists(st.integers(1, 5), min_size=2, max_size=4), label="sizes"))
+        seed = data.draw(
+            st.one_of(st.integers(-(2**70), 2**70), st.sampled_from([0, -1, 2**31 - 1, 2**32])),
+            label="seed",
+        )
+        params = run(
+            backend,
+            lambda: mle.mlp_init(
+                sizes,
+                seed=seed,
+                xp=backend.module,
+                device=backend.device,
+                dtype=backend.dtype(dtype),
+            ),
+        )
+        reference = mle.mlp_init(sizes, seed=seed, xp=np, dtype=np.float64)
+        for (w, b), (rw, rb), fan_in in zip(params, reference, sizes[:-1], strict=True):
+            bound = 1 / math.sqrt(fan_in)
+            assert np.abs(rw).max() <= bound
+            assert np.abs(rb).max() <= bound
+            expect((w, b), (rw, rb), backend, dtype)
+
+
 def test_regression_linear_backward_with_an_empty_feature_axis(backend):
     """Found by fuzzing: ``linear_backward(dy, x, w)`` with ``D_in = 0`` (x of shape
     (4, 0), w of shape (2, 0)) or ``D_out = 0`` raised "cannot reshape array of size
