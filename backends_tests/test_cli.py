@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
+import platform
 
 import jsonschema
+import numpy as np
 import pytest
 
 from mlequations import _bench
@@ -87,6 +91,28 @@ def test_timer_syncs_once_per_timed_run_and_never_times_warmup():
     assert calls == ["call", "sync"] * 5
     assert timing.runs == 3
     assert timing.best == 1  # each timed run spans one clock tick: start and stop
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd",
+            "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost",
+        )
+    ]  # fmt: skip
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt and mallinfo2 are glibc's")
+def test_steady_allocator_serves_large_blocks_from_the_heap():
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.mallinfo2.restype = _Mallinfo2
+    assert _bench.steady_allocator()
+    before = libc.mallinfo2()
+    block = np.ones(16 << 20, dtype=np.uint8)  # above glibc's default mmap threshold
+    after = libc.mallinfo2()
+    assert after.hblks == before.hblks  # no new mmapped block, which a free would unmap
+    assert after.uordblks >= before.uordblks + block.nbytes  # but heap memory, kept when freed
 
 
 def test_a_failing_backend_is_a_row_not_a_crash(monkeypatch):

@@ -9,6 +9,7 @@ import pytest
 import scipy.signal
 
 import mlequations as mle
+from mlequations import convolution
 from mlequations._backends import by_id
 
 from ._assert import assert_close
@@ -140,6 +141,15 @@ class TestConv2d:
     def test_matches_torch_full_grid(self, backend_id, case):
         # float64 only: float32 runs on every backend in the subset above.
         _check(_full_grid_backend(backend_id), "float64", case)
+
+    @pytest.mark.parametrize("backend_id", FULL_GRID_BACKENDS)
+    @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+    def test_one_row_tiles_match_torch(self, backend_id, case, monkeypatch):
+        # Bands of one output row, one sample per tile: every boundary between the
+        # tiles of "shift" and the chunks of "im2col" is crossed.
+        monkeypatch.setattr(convolution, "_TILE", 1)
+        monkeypatch.setattr(convolution, "_CHUNK", 1)
+        _check(_full_grid_backend(backend_id), "float64", case, methods=("im2col", "shift"))
 
     @pytest.mark.parametrize(
         ("size", "kernel", "stride", "pads"),

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from mlequations._backends import BACKENDS, Backend
+from mlequations._bench import steady_allocator
 
 # The backends worth timing: the array libraries people run models on (array-api-strict
 # is a conformance tool, read-only NumPy and torch's meta device are test devices).
@@ -23,6 +24,12 @@ PERFORMANCE_BACKENDS = [
     for b in BACKENDS
     if b.id in ("numpy", "torch-cpu", "torch-cuda", "jax-jit", "jax-gpu", "cupy")
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _steady_allocator() -> None:
+    """Freed memory is reused, not faulted in again: see ``_bench.steady_allocator``."""
+    steady_allocator()
 
 
 @pytest.fixture(params=PERFORMANCE_BACKENDS, ids=[b.id for b in PERFORMANCE_BACKENDS])

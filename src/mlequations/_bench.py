@@ -11,6 +11,8 @@ warm-up runs — which include JAX's compilation — are never timed.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import math
 import time
 from collections.abc import Callable
@@ -32,6 +34,7 @@ __all__ = [
     "kernels",
     "make_inputs",
     "run",
+    "steady_allocator",
     "time_call",
 ]
 
@@ -192,6 +195,30 @@ def kernels(case: Case, backend: Backend) -> dict[str, Callable[..., Any]]:
     return found
 
 
+def steady_allocator() -> bool:
+    """Make the C allocator keep freed memory for reuse; True where it applies (glibc).
+
+    glibc hands a freed block above its mmap threshold back to the OS, and the
+    threshold moves with the largest block freed so far. A call whose output
+    lies above it page-faults all of its memory in again (about 10 ms for the
+    13 MB output of the depthwise case, five times the convolution itself), and
+    whether it does depends on which call ran before: the same native kernel
+    measured 2 ms or 17 ms. Fixing both thresholds at their ceiling times every
+    candidate, portable or native, in the state of a training loop after its
+    first step; PyTorch's CPU performance guide advises jemalloc or tcmalloc
+    for the same reason. Blocks above 32 MiB (glibc's ceiling) still fault.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt if name else None
+    except (OSError, AttributeError):
+        mallopt = None
+    if mallopt is None:
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 1 << 30))
+
+
 @dataclass(frozen=True)
 class Timing:
     """Seconds per call: the best and the median of the timed runs."""
@@ -311,7 +338,9 @@ def run(
     """Time every case of `ops` on every backend; failures become records with `error`.
 
     A matmul calibration is always included, since "fraction of matmul peak" needs it.
+    The allocator is made steady first (:func:`steady_allocator`).
     """
+    steady_allocator()
     ops = ["matmul", *[op for op in ops if op != "matmul"]]
     plan = [
         (b, c)

@@ -232,6 +232,7 @@ def _bench_run(args: argparse.Namespace) -> int:
             "quick": args.quick,
             "repeats": args.repeats,
             "dtype": args.dtype,
+            "steady_allocator": _bench.steady_allocator(),
         }
         records_json = [dataclasses.asdict(r) for r in records]
         Path(args.json).write_text(json.dumps({"meta": meta, "records": records_json}, indent=1))
