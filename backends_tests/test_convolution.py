@@ -132,7 +132,7 @@ class TestConv2d:
                 out, x[:, :, :2, :2], backend, dtype, atol=1e-4 if dtype == "float32" else 1e-9
             )
 
-    @pytest.mark.parametrize("case", [c for c in CASES if c[0] in SUBSET], ids=SUBSET)
+    @pytest.mark.parametrize("case", [c for c in CASES if c[0] in SUBSET], ids=lambda c: c[0])
     def test_matches_torch_every_backend(self, backend, dtype, case):
         _check(backend, dtype, case)
 

@@ -297,35 +297,45 @@ def _fft(
     dilation: Pair,
     xp: Namespace,
 ) -> Array:
-    """Cross-correlation theorem: multiply the image's spectrum by the kernel's conjugate.
+    """Convolution theorem: multiply the spectra of the image and the flipped kernel.
 
-    ``irfftn(rfftn(x) · conj(rfftn(W)))`` is the *circular* cross-correlation on
-    an ``(FH, FW)`` grid. With ``FH ≥ H + p_top + p_bottom`` the zeros that
+    Cross-correlating with ``W`` is convolving with ``W`` flipped, and
+    ``irfftn(rfftn(x) · rfftn(flip(W)))`` is the *circular* convolution on an
+    ``(FH, FW)`` grid. With ``FH ≥ H + p_top + p_bottom`` the zeros that
     ``rfftn(s=...)`` appends serve as the padding on both sides (the top rows
     wrap around to the end), so the input is never padded: rolling the result
-    by ``(p_top, p_left)`` puts output pixel ``(0, 0)`` first.
+    by ``p_top - (reach_H - 1)`` rows (and likewise columns) puts output pixel
+    ``(0, 0)`` first.
     """
     N, _, H, W_in = x.shape
     K, Cg = weight.shape[:2]
     size = (_fast_length(H + sum(pads[0])), _fast_length(W_in + sum(pads[1])))
     X = xp.fft.rfftn(x, s=size, axes=(-2, -1))  # (N, C, FH, FW/2+1)
-    W = _dilate(weight, dilation, xp)  # (K, Cg, reach_H, reach_W)
-    W = xpx.pad(W, ((0, 0), (0, 0), (0, size[0] - W.shape[2]), (0, size[1] - W.shape[3])), xp=xp)
+    W = xp.flip(_dilate(weight, dilation, xp), axis=(-2, -1))  # (K, Cg, reach_H, reach_W)
+    reach = W.shape[2:]
+    W = xpx.pad(W, ((0, 0), (0, 0), (0, size[0] - reach[0]), (0, size[1] - reach[1])), xp=xp)
     W = xp.fft.rfftn(W, axes=(-2, -1))  # (K, Cg, FH, FW/2+1)
     FH, FW = X.shape[-2:]
     F = FH * FW
     X = xp.reshape(X, (N, groups, Cg, F))  # (N, G, Cg, F)
-    W = xp.reshape(xp.conj(W), (groups, K // groups, Cg, F))  # (G, K/G, Cg, F)
+    W = xp.reshape(W, (groups, K // groups, Cg, F))  # (G, K/G, Cg, F)
     if Cg == 1:
         Y = X * W[:, :, 0, :]  # (N, G, 1, F) · (G, K/G, F) -> (N, G, K/G, F)
     else:
-        # One small complex matrix product per frequency, over the channels.
-        Y = xp.permute_dims(X, (3, 1, 0, 2)) @ xp.permute_dims(W, (3, 0, 2, 1))  # (F, G, N, K/G)
-        Y = xp.permute_dims(Y, (2, 1, 3, 0))  # (N, G, K/G, F)
+        # One small complex matrix product per frequency, over the channels. The
+        # operands are copied frequency-major (``reshape(copy=True)`` copies in
+        # row-major order): PyTorch multiplies a batch of matrices whose batch
+        # axis has unit stride one matrix at a time, 3× slower than the FFTs.
+        X = xp.reshape(xp.permute_dims(X, (3, 1, 0, 2)), (F, groups, N, Cg), copy=True)
+        W = xp.reshape(xp.permute_dims(W, (3, 0, 2, 1)), (F, groups, Cg, K // groups), copy=True)
+        Y = xp.permute_dims(X @ W, (2, 1, 3, 0))  # (F, G, N, K/G) -> (N, G, K/G, F)
     Y = xp.reshape(Y, (N, K, FH, FW))
-    y = xp.fft.irfftn(Y, s=size, axes=(-2, -1))  # (N, K, FH, FW), circular
-    if pads[0][0] or pads[1][0]:
-        y = xp.roll(y, shift=(pads[0][0], pads[1][0]), axis=(-2, -1))
+    y = xp.fft.irfftn(Y, s=size, axes=(-2, -1))  # (N, K, FH, FW), circular convolution
+    # The flipped kernel's last tap sits at index reach - 1: row h of the valid
+    # correlation is row h + reach - 1 of the convolution, minus the top padding.
+    shift = (pads[0][0] - reach[0] + 1, pads[1][0] - reach[1] + 1)
+    if shift != (0, 0):
+        y = xp.roll(y, shift=shift, axis=(-2, -1))
     return y[
         :, :, : (out[0] - 1) * stride[0] + 1 : stride[0], : (out[1] - 1) * stride[1] + 1 : stride[1]
     ]
