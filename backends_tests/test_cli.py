@@ -93,6 +93,32 @@ def test_timer_syncs_once_per_timed_run_and_never_times_warmup():
     assert timing.best == 1  # each timed run spans one clock tick: start and stop
 
 
+def test_interleaved_timer_alternates_and_drops_a_failing_implementation():
+    calls = []
+    ticks = iter(range(100))
+
+    def impl(name):
+        def fn(x):
+            calls.append(name)
+            if name == "broken" and len(calls) > 3:
+                raise RuntimeError("out of memory")
+            return x
+
+        return fn
+
+    fns = {name: impl(name) for name in ("portable", "native", "broken")}
+    timings = _bench.time_interleaved(
+        fns, [1], lambda x: x, repeats=2, warmup=1, clock=lambda: next(ticks)
+    )
+    # Round by round, each implementation once; "broken" fails in round 2 and is dropped.
+    assert calls == ["portable", "native", "broken", "portable", "native", "broken"] + [
+        "portable",
+        "native",
+    ]
+    assert timings["portable"].runs == timings["native"].runs == 2
+    assert isinstance(timings["broken"], RuntimeError)
+
+
 class _Mallinfo2(ctypes.Structure):
     _fields_ = [
         (name, ctypes.c_size_t)

@@ -36,6 +36,7 @@ __all__ = [
     "run",
     "steady_allocator",
     "time_call",
+    "time_interleaved",
 ]
 
 OPS = ("matmul", "softmax", "attention", "conv2d")
@@ -243,15 +244,50 @@ def time_call(
     asynchronous device (a GPU, JAX's dispatch) cannot return before the work is
     done.
     """
-    for _ in range(warmup):
-        sync(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = clock()
-        sync(fn(*args))
-        times.append(clock() - start)
-    times.sort()
-    return Timing(best=times[0], median=times[len(times) // 2], runs=repeats)
+    timing = time_interleaved({"fn": fn}, args, sync, repeats=repeats, warmup=warmup, clock=clock)
+    result = timing["fn"]
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+def time_interleaved(
+    fns: dict[str, Callable[..., Any]],
+    args: list[Any],
+    sync: Callable[[Any], Any],
+    *,
+    repeats: int = 5,
+    warmup: int = 2,
+    clock: Callable[[], float] = time.perf_counter,
+) -> dict[str, Timing | Exception]:
+    """Time several implementations of one call in alternating rounds.
+
+    Each round times every implementation once, so a slow spell of a shared
+    machine (seconds long, ±30 % here) falls on all of them rather than on
+    whichever ran then; the ratios between them are what the tables report.
+    An implementation that raises is dropped from later rounds and its
+    exception returned in its place.
+    """
+    out: dict[str, Timing | Exception] = {}
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(warmup + repeats):
+        for name, fn in fns.items():
+            if name in out:
+                continue
+            try:
+                start = clock()
+                sync(fn(*args))
+                stop = clock()
+            except Exception as exc:  # reported as a record with `error`, not a crash
+                out[name] = exc
+                continue
+            if round_ >= warmup:
+                times[name].append(stop - start)
+    for name, ts in times.items():
+        if name not in out:
+            ts.sort()
+            out[name] = Timing(best=ts[0], median=ts[len(ts) // 2], runs=repeats)
+    return out
 
 
 @dataclass
@@ -372,11 +408,10 @@ def _run_case(backend: Backend, case: Case, dtype: str, repeats: int) -> list[Re
     except Exception as exc:  # a backend that cannot even start is a row, not a crash
         return [record("portable", error=f"{type(exc).__name__}: {exc}")]
     out = []
-    for impl, fn in impls.items():
-        try:
-            timing = time_call(fn, args, backend.sync, repeats=repeats)
-        except Exception as exc:
-            out.append(record(impl, error=f"{type(exc).__name__}: {exc}"))
+    timings = time_interleaved(impls, args, backend.sync, repeats=repeats)
+    for impl, timing in timings.items():
+        if isinstance(timing, Exception):
+            out.append(record(impl, error=f"{type(timing).__name__}: {timing}"))
             continue
         out.append(
             record(
