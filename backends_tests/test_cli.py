@@ -5,7 +5,11 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import json
+import os
 import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import jsonschema
 import numpy as np
@@ -111,10 +115,8 @@ def test_interleaved_timer_alternates_and_drops_a_failing_implementation():
         fns, [1], lambda x: x, repeats=2, warmup=1, clock=lambda: next(ticks)
     )
     # Round by round, each implementation once; "broken" fails in round 2 and is dropped.
-    assert calls == ["portable", "native", "broken", "portable", "native", "broken"] + [
-        "portable",
-        "native",
-    ]
+    rounds = [["portable", "native", "broken"], ["portable", "native", "broken"]]
+    assert calls == [*rounds[0], *rounds[1], "portable", "native"]
     assert timings["portable"].runs == timings["native"].runs == 2
     assert isinstance(timings["broken"], RuntimeError)
 
@@ -151,3 +153,22 @@ def test_a_failing_backend_is_a_row_not_a_crash(monkeypatch):
     records = _bench.run([numpy_backend], ["softmax"], quick=True, repeats=1)
     assert records
     assert all(r.error == "RuntimeError: device lost" for r in records)
+
+
+def test_benchmark_suite_runs_once_at_quick_sizes():
+    # The benchmarks are not part of the test run; this keeps them from rotting:
+    # every benchmark, once (--benchmark-disable), on the quick ladder.
+    root = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "benchmarks", "-q", "-p", "no:cacheprovider",
+            "--benchmark-disable", "-W", "ignore::pytest_benchmark.logger.PytestBenchmarkWarning",
+        ],
+        cwd=root,
+        env={**os.environ, "MLEQUATIONS_BENCH_QUICK": "1"},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert " passed" in result.stdout

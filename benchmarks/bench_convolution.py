@@ -63,7 +63,8 @@ def _shapes(case):
     N, C, K, H, k, s, p, g = CASES[case]
     Ho = -(-H // s) if p == "same" else (H + 2 * p - k) // s + 1
     flops = 2.0 * N * K * (C // g) * k * k * Ho * Ho
-    return (N, C, H, H), (K, C // g, k, k), {"stride": s, "padding": p, "groups": g}, flops
+    options = {"stride": s, "padding": p, "groups": g}
+    return (N, C, H, H), (K, C // g, k, k), options, flops, (Ho, Ho)
 
 
 def _pads(H, k, s, p):
@@ -181,7 +182,7 @@ def _matmul_gflops(backend):
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("impl", IMPLS)
 def bench_conv2d(benchmark, bench_backend, case, impl):
-    xshape, wshape, options, flops = _shapes(case)
+    xshape, wshape, options, flops, out = _shapes(case)
     rng = np.random.default_rng(0)
     x_np = rng.standard_normal(xshape, dtype=np.float32)
     w_np = rng.standard_normal(wshape, dtype=np.float32)
@@ -199,7 +200,7 @@ def bench_conv2d(benchmark, bench_backend, case, impl):
         fn = _portable(bench_backend, options, impl)
         if impl == "auto":
             extra["auto_picks"] = _auto(
-                bench_backend.xp, wshape[1], wshape[2:], (options["stride"],) * 2
+                bench_backend.xp, wshape[1], wshape[2:], (options["stride"],) * 2, out
             )
     slow = impl in ("shift", "im2col") and case in ("stem-7x7-s2", "large-15x15")
     peak = _matmul_gflops(bench_backend)
