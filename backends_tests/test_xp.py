@@ -8,6 +8,8 @@ import pytest
 from mlequations import _xp
 from mlequations._backends import by_id
 
+from ._assert import assert_close
+
 
 def _available(backend_id):
     backend = by_id(backend_id)
@@ -91,3 +93,11 @@ class TestScalar:
         assert s.shape == ()
         if backend.device is not None:
             assert backend.device_of(s) == backend.device
+
+
+class TestExp2:
+    def test_matches_float64_on_every_backend(self, backend, dtype):
+        # array-api-strict has no exp2 and takes the exp(x · ln 2) fallback.
+        x = np.asarray([-np.inf, -126.5, -30.25, -1.0, -0.5, 0.0, 0.75, 3.0, 20.0])
+        out = backend.call(lambda a: _xp.exp2(a, _xp.namespace(a)), backend.asarray(x, dtype))
+        assert_close(out, np.exp2(x), backend, dtype)

@@ -16,11 +16,13 @@ on, which floating dtype to compute in — is decided here, once:
 * :func:`library_name` names an array's library for error messages.
 
 The few gaps in the standard that have no portable formulation (a general,
-non-symmetric eigen-solver) are filled here too, and nowhere else.
+non-symmetric eigen-solver) are filled here too, and nowhere else, as is the one
+function the standard lacks whose native form is much faster (:func:`exp2`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
@@ -32,6 +34,7 @@ __all__ = [
     "Namespace",
     "compute_dtype",
     "device",
+    "exp2",
     "float_dtypes",
     "is_jax",
     "library_name",
@@ -196,6 +199,22 @@ def default_namespace(xp: Any = None) -> Namespace:
 
         return numpy_namespace
     return _resolve(xp)
+
+
+def exp2(x: Array, xp: Namespace) -> Array:
+    """``2**x`` elementwise: the library's own ``exp2``, else ``exp(x · ln 2)``.
+
+    ``exp2`` is not in the standard (an open RFC, data-apis/array-api#591), but
+    NumPy, PyTorch, JAX, CuPy and Dask have it, and it is the cheaper function:
+    on this project's CPU (float32, 2 threads) ``torch.exp2`` ran at 5.8 G
+    elements/s against 2.0 for ``torch.exp``, and NumPy's at 3.1 against 2.2,
+    both within 2 ulp. A softmax in base 2 (attention's) spends most of its
+    elementwise time here. array-api-strict has no ``exp2`` and gets the formula.
+    """
+    native = getattr(xp, "exp2", None)
+    if native is not None:
+        return native(x)
+    return xp.exp(x * math.log(2.0))
 
 
 # --8<-- [start:general_eig]
