@@ -292,14 +292,18 @@ def _softmax_times(
     2^(m_old - m_new). With one block this is the plain formula, the row sums
     applied to the `Lb×Ev` output rather than to the `Lb×Kb` probabilities.
     """
+    # Only a mask can leave a row without a key: with `is_causal` alone, every query's
+    # first block holds a key it sees. Without one, the guards below are skipped.
+    guarded = mask is not None
     m = total = acc = None
     for c0, c1 in key_blocks:
         scores = _scores(qt, kT, mask, is_causal, G, p0, p1, c0, c1, xp)  # (..., G·Lb, Kb)
         m_new = xp.max(scores, axis=-1, keepdims=True)  # (..., G·Lb, 1)
         if m is not None:
             m_new = xp.maximum(m, m_new)
-        # A row with no key yet (max -inf) is shifted by 0: its 2^-inf terms stay 0.
-        shift = xp.where(xp.isfinite(m_new), m_new, scalar(0.0, m_new, xp=xp))
+        shift = m_new
+        if guarded:  # a row with no key yet (max -inf) is shifted by 0: 2^-inf stays 0
+            shift = xp.where(xp.isfinite(m_new), m_new, scalar(0.0, m_new, xp=xp))
         p = exp2(scores - shift, xp)  # (..., G·Lb, Kb), each ≤ 1
         pv = p @ v[..., c0:c1, :]  # (..., G·Lb, Ev)
         if m is None:
@@ -309,6 +313,8 @@ def _softmax_times(
             total = alpha * total + xp.sum(p, axis=-1, keepdims=True)
             acc = alpha * acc + pv
         m = m_new
+    if not guarded:
+        return acc / total  # total ≥ 1: the row maximum contributes 2^0
     # total is 0 only for a row that may see no key: its output is 0, not 0/0.
     return acc / xp.where(total > 0, total, scalar(1.0, total, xp=xp))
 
