@@ -48,10 +48,11 @@ class _Plan(NamedTuple):
 # Block sizes and the choice rule, measured on this project's 2-core CPU (torch 2.13,
 # NumPy 2.4, float32; docs/content/benchmarks.md). Without causality, one head at a
 # time in 512 × 1024 tiles keeps each product and its scores in cache (2 MiB) while
-# amortising the per-call overhead. With causality, 256 queries by 2048 keys, batched
-# over the heads: smaller blocks skip more keys above the diagonal but pay more calls.
+# amortising the per-call overhead. With causality, blocks of L/8 queries (64 to 256)
+# by 2048 keys, batched over the heads: the diagonal tiles, half of them above the
+# diagonal, then cost at most 1/16 more work, and larger blocks pay for fewer calls.
 _ELEMENT_TILE = _Plan(512, 1024, per_element=True)
-_CAUSAL_TILE = _Plan(256, 2048)
+_CAUSAL_KEYS = 2048
 _LOG2_E = math.log2(math.e)
 
 
@@ -166,7 +167,7 @@ def _attention(
     xp = namespace(query=query, key=key, value=value, mask=mask, xp=xp)
     out_dtype, work = float_dtypes(xp, query=query, key=key, value=value)
     L, S, E, G = _check(query, key, value, mask, enable_gqa, block_size, scale, xp)
-    plan = _Plan(*algorithm) if algorithm is not None else _choose(is_causal, block_size, xp)
+    plan = _Plan(*algorithm) if algorithm is not None else _choose(L, is_causal, block_size, xp)
 
     # With E = 0 every score is an empty dot product, 0 whatever the scale (as in torch).
     s = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
@@ -211,13 +212,14 @@ def _attention(
     return xp.astype(_merge_heads(out, G, xp), out_dtype, copy=False)
 
 
-def _choose(is_causal: bool, block_size: int | None, xp: Namespace) -> _Plan:
+def _choose(L: int, is_causal: bool, block_size: int | None, xp: Namespace) -> _Plan:
     """The tiling that ran fastest for this shape (see the module constants)."""
+    rows = min(256, max(64, L // 8))  # query blocks of the batched tiles
     if block_size is not None:
-        return _Plan(_CAUSAL_TILE.rows, block_size)
+        return _Plan(rows, block_size)
     if is_jax(xp):
         return _Plan(None, None)  # XLA fuses the plain formula; Python-level blocks add ops
-    return _CAUSAL_TILE if is_causal else _ELEMENT_TILE
+    return _Plan(rows, _CAUSAL_KEYS) if is_causal else _ELEMENT_TILE
 
 
 def _element(x: Array, index: tuple[int, ...], trailing: int) -> Array:
