@@ -47,11 +47,11 @@ class _Plan(NamedTuple):
 
 # Block sizes and the choice rule, measured on this project's 2-core CPU (torch 2.13,
 # NumPy 2.4, float32; docs/content/benchmarks.md). Without causality, one head at a
-# time in 512 × 1024 tiles keeps each product and its scores in cache (2 MiB) while
+# time in 1024 × 512 tiles keeps each product and its scores in cache (2 MiB) while
 # amortising the per-call overhead. With causality, blocks of L/8 queries (64 to 256)
 # by 2048 keys, batched over the heads: the diagonal tiles, half of them above the
 # diagonal, then cost at most 1/16 more work, and larger blocks pay for fewer calls.
-_ELEMENT_TILE = _Plan(512, 1024, per_element=True)
+_ELEMENT_TILE = _Plan(1024, 512, per_element=True)
 _CAUSAL_KEYS = 2048
 _LOG2_E = math.log2(math.e)
 
