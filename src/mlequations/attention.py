@@ -308,11 +308,12 @@ def _softmax_times(
             shift = xp.where(xp.isfinite(m_new), m_new, scalar(0.0, m_new, xp=xp))
         p = exp2(scores - shift, xp)  # (..., G·Lb, Kb), each ≤ 1
         pv = p @ v[..., c0:c1, :]  # (..., G·Lb, Ev)
+        row_sum = xp.sum(p, axis=-1, keepdims=True)  # (..., G·Lb, 1)
         if m is None:
-            total, acc = xp.sum(p, axis=-1, keepdims=True), pv
+            total, acc = row_sum, pv
         else:
             alpha = exp2(m - shift, xp)  # (..., G·Lb, 1): 0 while a row has seen no key
-            total = alpha * total + xp.sum(p, axis=-1, keepdims=True)
+            total = alpha * total + row_sum
             acc = alpha * acc + pv
         m = m_new
     if not guarded:
