@@ -317,7 +317,13 @@ HAND: list[Case] = [
     ),
     Case(
         "conv2d-method",
-        lambda b, mk: mle.conv2d(mk(1, 2, 5, 5), mk(3, 2, 3, 3), method="winograd"),
+        lambda b, mk: mle.conv2d(mk(1, 2, 5, 5), mk(3, 2, 3, 3), method="direct"),
+        ValueError,
+        "method",
+    ),
+    Case(
+        "conv2d-winograd-kernel",
+        lambda b, mk: mle.conv2d(mk(1, 2, 5, 5), mk(3, 2, 3, 3), stride=2, method="winograd"),
         ValueError,
         "method",
     ),

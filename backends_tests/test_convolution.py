@@ -16,7 +16,7 @@ from ._assert import assert_close
 from ._libs import jax_or_skip, torch_or_skip
 
 RNG = np.random.default_rng(20261123)
-METHODS = ("im2col", "shift", "fft", "auto")
+METHODS = ("im2col", "shift", "fft", "winograd", "auto")
 
 # (id, input shape, weight shape, bias?, options) — every option of the contract.
 CASES = [
@@ -48,6 +48,7 @@ CASES = [
     ("unbatched", (3, 8, 7), (4, 3, 3, 3), True, {"padding": 1}),
     ("unbatched-strided-depthwise", (4, 9, 9), (4, 1, 3, 3), True, {"stride": 2, "groups": 4}),
     ("large-kernel", (1, 2, 12, 11), (3, 2, 7, 7), True, {"padding": "same"}),  # auto: fft
+    ("wide-3x3", (2, 32, 15, 17), (32, 32, 3, 3), True, {"padding": 1}),  # auto: winograd
 ]
 CASE_IDS = [c[0] for c in CASES]
 # The options every backend runs; the full grid runs on numpy, torch-cpu and jax-jit.
@@ -82,10 +83,17 @@ def torch_conv2d(x, w, b=None, **options):
 
 
 def _tolerance(dtype, method):
-    # FFT rounds relative to the largest output, not to each output.
+    # FFT and Winograd round relative to the largest output, not to each output.
     if dtype == "float32":
-        return {"rtol": 2e-4, "atol": 2e-4 if method in ("fft", "auto") else 1e-5}
+        return {"rtol": 2e-4, "atol": 2e-4 if method in ("fft", "winograd", "auto") else 1e-5}
     return {"rtol": 1e-9, "atol": 1e-9}
+
+
+def _methods(wshape, options, methods=METHODS):
+    """`methods` that apply: "winograd" is F(4×4, 3×3), for 3×3 kernels at stride 1 only."""
+    plain = options.get("stride", 1) in (1, (1, 1)) and options.get("dilation", 1) in (1, (1, 1))
+    winograd = tuple(wshape[-2:]) == (3, 3) and plain
+    return [m for m in methods if m != "winograd" or winograd]
 
 
 def _check(backend, dtype, case, methods=METHODS):
@@ -94,7 +102,7 @@ def _check(backend, dtype, case, methods=METHODS):
     args = [backend.asarray(x, dtype), backend.asarray(w, dtype)]
     if b is not None:
         args.append(backend.asarray(b, dtype))
-    for method in methods:
+    for method in _methods(w.shape, options, methods):
         out = backend.call(mle.conv2d, *args, method=method, **options)
         assert_close(out, expected, backend, dtype, **_tolerance(dtype, method))
 
@@ -124,7 +132,7 @@ class TestConv2d:
         x = np.arange(16.0).reshape(1, 1, 4, 4)
         w = np.zeros((1, 1, 3, 3))
         w[0, 0, 0, 0] = 1.0  # picks the top-left pixel of each window: no flip
-        for method in METHODS:
+        for method in METHODS:  # winograd included: 3×3, stride 1
             out = backend.call(
                 mle.conv2d, backend.asarray(x, dtype), backend.asarray(w, dtype), method=method
             )
@@ -234,7 +242,7 @@ class TestOtherOracles:
     def test_one_channel_matches_scipy_correlate2d(self, backend, dtype, mode, padding):
         image, kernel = RNG.normal(size=(12, 11)), RNG.normal(size=(4, 3))
         expected = scipy.signal.correlate2d(image, kernel, mode=mode)
-        for method in METHODS:
+        for method in _methods(kernel.shape, {}):
             out = backend.call(
                 mle.conv2d,
                 backend.asarray(image[None], dtype),
@@ -245,16 +253,21 @@ class TestOtherOracles:
             assert_close(out, expected[None], backend, dtype, **_tolerance(dtype, method))
 
 
+AUTODIFF_OPTIONS = {
+    "padded": {"padding": 1},
+    "strided-grouped": {"stride": 2, "dilation": (1, 2), "groups": 2},
+    "depthwise-same": {"groups": 4, "padding": "same"},
+}
+
+
 class TestAutodiff:
-    @pytest.mark.parametrize("method", METHODS)
     @pytest.mark.parametrize(
-        "options",
+        ("method", "options"),
         [
-            {"padding": 1},
-            {"stride": 2, "dilation": (1, 2), "groups": 2},
-            {"groups": 4, "padding": "same"},
+            pytest.param(method, options, id=f"{method}-{name}")
+            for name, options in AUTODIFF_OPTIONS.items()
+            for method in _methods((3, 3), options)
         ],
-        ids=["padded", "strided-grouped", "depthwise-same"],
     )
     def test_torch_autograd_matches_f_conv2d(self, method, options):
         torch = torch_or_skip()
@@ -275,34 +288,34 @@ class TestAutodiff:
         for ours, theirs in zip(*grads, strict=True):
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
-    def test_jax_jit_grad_vmap(self):
+    @pytest.mark.parametrize(
+        ("method", "stride"), [("im2col", 2), ("shift", 2), ("fft", 2), ("winograd", 1)]
+    )
+    def test_jax_jit_grad_vmap(self, method, stride):
         jax = jax_or_skip()
         jnp = jax.numpy
         x = jnp.asarray(RNG.normal(size=(3, 2, 8, 8)))
         w = jnp.asarray(RNG.normal(size=(4, 2, 3, 3)))
-        r = jnp.asarray(RNG.normal(size=(3, 4, 4, 4)))
+        r = jnp.asarray(RNG.normal(size=(3, 4, 8 // stride, 8 // stride)))
 
-        def ours(method):
-            return lambda x, w: jnp.sum(mle.conv2d(x, w, stride=2, padding=1, method=method) * r)
+        def conv(x, method=method):
+            return mle.conv2d(x, w, stride=stride, padding=1, method=method)
+
+        def ours(x, w):
+            return jnp.sum(mle.conv2d(x, w, stride=stride, padding=1, method=method) * r)
 
         def theirs(x, w):
-            y = jax.lax.conv_general_dilated(x, w, (2, 2), ((1, 1), (1, 1)))
+            y = jax.lax.conv_general_dilated(x, w, (stride, stride), ((1, 1), (1, 1)))
             return jnp.sum(y * r)
 
         expected = jax.grad(theirs, argnums=(0, 1))(x, w)
-        for method in ("im2col", "shift", "fft"):
-            got = jax.jit(jax.grad(ours(method), argnums=(0, 1)))(x, w)
-            for g, e in zip(got, expected, strict=True):
-                np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
-            # vmap over unbatched images equals the batched call.
-            one = jax.vmap(
-                lambda image, method=method: mle.conv2d(
-                    image, w, stride=2, padding=1, method=method
-                )
-            )
-            np.testing.assert_allclose(
-                jax.jit(one)(x), mle.conv2d(x, w, stride=2, padding=1), rtol=1e-9, atol=1e-9
-            )
+        got = jax.jit(jax.grad(ours, argnums=(0, 1)))(x, w)
+        for g, e in zip(got, expected, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
+        # vmap over unbatched images equals the batched call.
+        np.testing.assert_allclose(
+            jax.jit(jax.vmap(conv))(x), conv(x, method="im2col"), rtol=1e-9, atol=1e-9
+        )
 
 
 class TestBadInput:
@@ -326,7 +339,11 @@ class TestBadInput:
 
     def test_unknown_method_and_padding(self):
         with pytest.raises(ValueError, match=r"`method` must be one of"):
-            self._conv(method="winograd")
+            self._conv(method="direct")
+        with pytest.raises(ValueError, match=r'`method`="winograd" needs a 3×3 kernel'):
+            self._conv(w_shape=(2, 4, 5, 5), method="winograd")
+        with pytest.raises(ValueError, match=r'`method`="winograd" needs .* stride 1'):
+            self._conv(dilation=2, method="winograd")
         with pytest.raises(ValueError, match=r"`padding` must be"):
             self._conv(padding="full")
         with pytest.raises(ValueError, match=r"`padding` must be"):

@@ -1,7 +1,8 @@
-"""conv2d: the three portable algorithms and "auto" beside each backend's native kernel.
+"""conv2d: the portable algorithms and "auto" beside each backend's native kernel.
 
 Each group ``conv2d[<case>]`` lines up, on one backend, ``method="auto"``, each
-forced method (``im2col``, ``shift``, ``fft``) and the native baselines:
+forced method (``im2col``, ``shift``, ``fft``, and ``winograd`` on the 3×3
+stride-1 cases) and the native baselines:
 torch's ``F.conv2d``, ``jax.lax.conv_general_dilated`` under ``jax.jit``, and
 for NumPy the best plain-NumPy im2col (``sliding_window_view`` + ``tensordot``,
 ``einsum`` for grouped kernels) and a SciPy loop (``scipy.signal.correlate``
@@ -55,7 +56,7 @@ CASES = {
     )
     for case in _bench.cases("conv2d", quick=QUICK)
 }
-IMPLS = ["auto", "im2col", "shift", "fft", "native", "native-scipy"]
+IMPLS = ["auto", "im2col", "shift", "fft", "winograd", "native", "native-scipy"]
 SCIPY_PAIRS = 4 if QUICK else 64  # (image, output channel) pairs the SciPy loop times
 
 
@@ -197,11 +198,13 @@ def bench_conv2d(benchmark, bench_backend, case, impl):
     elif impl == "native":
         fn = _native(bench_backend, case)
     else:
+        if impl == "winograd" and (wshape[2:], options["stride"]) != ((3, 3), 1):
+            pytest.skip("winograd is F(4×4, 3×3): 3×3 kernels with stride 1 only")
         fn = _portable(bench_backend, options, impl)
         if impl == "auto":
-            extra["auto_picks"] = _auto(
-                bench_backend.xp, wshape[1], wshape[2:], (options["stride"],) * 2, out
-            )
+            channels = (wshape[1], wshape[0] // options["groups"])
+            stride = (options["stride"],) * 2
+            extra["auto_picks"] = _auto(bench_backend.xp, channels, wshape[2:], stride, (1, 1), out)
     slow = impl in ("shift", "im2col") and case in ("stem-7x7-s2", "large-15x15")
     peak = _matmul_gflops(bench_backend)
     measure(
