@@ -22,7 +22,7 @@ libraries = [
 for name in libraries:
     xp = importlib.import_module(name)
     x, w, b = xp.asarray(image), xp.asarray(kernel), xp.asarray(bias)
-    for method in ("auto", "im2col", "shift", "fft"):
+    for method in ("auto", "im2col", "shift", "fft", "winograd"):
         y = mle.conv2d(x, w, b, method=method)
         assert tuple(y.shape) == (1, 1, 26, 26), y.shape
     print(f"{name:10s} {type(y).__module__}.{type(y).__name__} {tuple(y.shape)} {y.dtype}")

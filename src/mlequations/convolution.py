@@ -387,8 +387,9 @@ def _winograd(x: Array, weight: Array, groups: int, out: Pair, xp: Namespace) ->
     step is a matrix product: the transforms ``Bᵀ d B`` and ``Aᵀ M A`` of all
     tiles at once are products with the Kronecker matrices ``Bᵀ⊗Bᵀ`` (36×36) and
     ``Aᵀ⊗Aᵀ`` (16×36). The tiles are a 2.25× copy of the input, against 9× for
-    ``"im2col"``. The price is rounding: the transforms' integer coefficients
-    (up to 8 and -5) cost about 20 times the error of a direct sum in float32.
+    ``"im2col"``. The price is rounding: with the transforms' coefficients (up
+    to 64 in ``Aᵀ⊗Aᵀ``) the float32 error is 4-11·10⁻⁶ of the largest output
+    for 32-256 channels, against 5-7·10⁻⁷ for a direct sum.
     """
     N, C = x.shape[:2]
     K, Cg = weight.shape[:2]
@@ -497,7 +498,7 @@ def conv2d(
 
     All four algorithms compute the same sum in the input's dtype (float32
     for half precision); ``"fft"`` and ``"winograd"`` round differently, to
-    about $\varepsilon \cdot \max|y|$ rather than $\varepsilon \cdot |y|$ (about 20
+    about $\varepsilon \cdot \max|y|$ rather than $\varepsilon \cdot |y|$ (about 10
     times that for ``"winograd"``, whose transforms scale values by up to 64).
 
     Args:
