@@ -79,6 +79,14 @@ EQUATIONS = [
         for m in ("im2col", "shift", "fft")
     ),
     Equation(
+        "conv2d(method=winograd)",
+        convolution.conv2d,
+        _dense,
+        _reference,
+        options={"padding": ((1, 1), (1, 1)), "method": "winograd"},
+        rtol32=1e-3,
+    ),
+    Equation(
         "conv2d(depthwise)",
         convolution.conv2d,
         _depthwise,
