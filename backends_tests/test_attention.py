@@ -115,6 +115,24 @@ class TestAttention:
         tol = {"rtol": 1e-5, "atol": 1e-6} if dtype == "float64" else {}
         assert_close(out, np.swapaxes(np.asarray(expected), 1, 2), backend, dtype, **tol)
 
+    @pytest.mark.parametrize(
+        "options",
+        [{}, {"is_causal": True}, {"is_causal": True, "mask": True}, {"enable_gqa": True}],
+        ids=["full", "causal", "causal-bool-mask", "gqa"],
+    )
+    def test_default_tiles_of_a_long_sequence_match_sdpa(self, backend, dtype, options):
+        # 300 queries: several query blocks in every backend's default tiling (jax too).
+        rng = np.random.default_rng(7)
+        q, k, v = (rng.normal(size=(1, 4, 300, 8)) for _ in range(3))
+        if options.get("enable_gqa"):
+            k, v = k[:, :2], v[:, :2]
+        if options.get("mask"):
+            options = {**options, "mask": rng.random((300, 300)) > 0.2}
+        expected = sdpa(q, k, v, **options)
+        args = [backend.asarray(a, dtype) for a in (q, k, v)]
+        out = _call(backend, mle.attention, *args, _on(backend, options, dtype))
+        assert_close(out, expected, backend, dtype)
+
     @pytest.mark.parametrize("case", ["gqa-causal-mask", "float-mask-causal", "causal-L>S"])
     def test_every_algorithm_equals_the_plain_one(self, backend, dtype, case):
         k, v, options = CASES[case]

@@ -53,6 +53,7 @@ class _Plan(NamedTuple):
 # diagonal, then cost at most 1/16 more work, and larger blocks pay for fewer calls.
 _ELEMENT_TILE = _Plan(1024, 512, per_element=True)
 _CAUSAL_KEYS = 2048
+_JAX_BLOCKS = 16  # query blocks at most under JAX, each with an exact softmax
 _LOG2_E = math.log2(math.e)
 
 
@@ -218,7 +219,9 @@ def _choose(L: int, is_causal: bool, block_size: int | None, xp: Namespace) -> _
     if block_size is not None:
         return _Plan(rows, block_size)
     if is_jax(xp):
-        return _Plan(None, None)  # XLA fuses the plain formula; Python-level blocks add ops
+        # XLA fuses each block's formula itself; query blocks keep the scores in cache
+        # (and skip the keys after the diagonal), at most 16 keep the traced program small.
+        return _Plan(max(rows, -(-L // _JAX_BLOCKS)), None)
     return _Plan(rows, _CAUSAL_KEYS) if is_causal else _ELEMENT_TILE
 
 
