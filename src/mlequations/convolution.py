@@ -497,9 +497,10 @@ def conv2d(
     total, the odd one at the bottom, so that $H_o = \lceil H / s \rceil$.
 
     All four algorithms compute the same sum in the input's dtype (float32
-    for half precision); ``"fft"`` and ``"winograd"`` round differently, to
-    about $\varepsilon \cdot \max|y|$ rather than $\varepsilon \cdot |y|$ (about 10
-    times that for ``"winograd"``, whose transforms scale values by up to 64).
+    for half precision); ``"fft"`` and ``"winograd"`` round relative to the
+    largest output rather than to each one: in float32 to about
+    $2 \cdot 10^{-7} \max|y|$ and $10^{-5} \max|y|$ (the Winograd transforms
+    scale values by up to 64).
 
     Args:
         input: Images ``(N, C, H, W)``, or one image ``(C, H, W)``.
