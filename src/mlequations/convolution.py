@@ -345,6 +345,11 @@ def _fft(
     ]
 
 
+def _kron(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> list[list[float]]:
+    """The Kronecker product a ⊗ b of two small constant matrices, in Python floats."""
+    return [[x * y for x in row_a for y in row_b] for row_a in a for row_b in b]
+
+
 # Winograd's minimal filtering F(4×4, 3×3) (Lavin & Gray 2016, interpolation points
 # 0, ±1, ±2 and ∞): a 6×6 input tile d and a 3×3 kernel g give the 4×4 outputs
 # Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A. Bᵀ and Aᵀ hold small integers, exact in every dtype.
@@ -370,11 +375,8 @@ _WINOGRAD_AT = (
     (0, 1, 1, 4, 4, 0),
     (0, 1, -1, 8, -8, 1),
 )
-
-
-def _kron(a: Sequence[Sequence[float]], b: Sequence[Sequence[float]]) -> list[list[float]]:
-    """The Kronecker product a ⊗ b of two small constant matrices, in Python floats."""
-    return [[x * y for x in row_a for y in row_b] for row_a in a for row_b in b]
+# The same transforms for a tile flattened row by row: vec(Bᵀ d B) = (Bᵀ⊗Bᵀ) vec(d).
+_WINOGRAD_KRON = tuple(_kron(m, m) for m in (_WINOGRAD_BT, _WINOGRAD_G, _WINOGRAD_AT))
 
 
 def _winograd(x: Array, weight: Array, groups: int, out: Pair, xp: Namespace) -> Array:
@@ -397,10 +399,8 @@ def _winograd(x: Array, weight: Array, groups: int, out: Pair, xp: Namespace) ->
     th, tw = -(-out[0] // m), -(-out[1] // m)  # tiles per column and row
     # Whole tiles: zeros below and to the right, their outputs dropped at the end.
     x = _zero_pad(x, (0, th * m + 2 - x.shape[2]), (0, tw * m + 2 - x.shape[3]), xp)
-    dt, dev = x.dtype, device(x)
-    BT = xp.asarray(_kron(_WINOGRAD_BT, _WINOGRAD_BT), dtype=dt, device=dev)  # (36, 36)
-    GG = xp.asarray(_kron(_WINOGRAD_G, _WINOGRAD_G), dtype=dt, device=dev)  # (36, 9)
-    AT = xp.asarray(_kron(_WINOGRAD_AT, _WINOGRAD_AT), dtype=dt, device=dev)  # (16, 36)
+    # Bᵀ⊗Bᵀ (36, 36), G⊗G (36, 9) and Aᵀ⊗Aᵀ (16, 36), in the input's dtype and on its device
+    BT, GG, AT = (xp.asarray(k, dtype=x.dtype, device=device(x)) for k in _WINOGRAD_KRON)
     g = xp.reshape(xp.permute_dims(weight, (2, 3, 0, 1)), (9, K * Cg))  # taps first
     U = xp.reshape(GG @ g, (a * a, groups, K // groups, Cg))  # G g Gᵀ, per position ξ
     # Tile position (i, j) of every tile is one strided slice; channels lead, so the
