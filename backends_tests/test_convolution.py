@@ -22,6 +22,7 @@ METHODS = ("im2col", "shift", "fft", "winograd", "auto")
 CASES = [
     ("basic", (2, 3, 8, 7), (4, 3, 3, 3), True, {}),
     ("kernel-1x1", (2, 3, 5, 6), (4, 3, 1, 1), True, {}),
+    ("kernel-1x1-stride-2", (2, 3, 7, 6), (4, 3, 1, 1), False, {"stride": 2}),  # one phase
     ("kernel-5x4", (2, 2, 9, 8), (3, 2, 5, 4), False, {}),
     ("stride-2", (2, 3, 9, 8), (4, 3, 3, 3), True, {"stride": 2}),
     ("stride-2x1", (1, 3, 9, 8), (4, 3, 3, 2), True, {"stride": (2, 1)}),

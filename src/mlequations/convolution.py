@@ -163,26 +163,42 @@ def _im2col(
     return xp.reshape(y, (N, K, *out))
 
 
-def _flat(
-    x: Array, kernel: Pair, out: Pair, dilation: Pair, xp: Namespace
-) -> tuple[Array, list[int]]:
-    """The image flattened to ``(N, C, R·Wp)`` and each tap's offset in it (stride 1).
+def _phases(
+    x: Array,
+    pads: tuple[Pair, Pair],
+    kernel: Pair,
+    out: Pair,
+    stride: Pair,
+    dilation: Pair,
+    xp: Namespace,
+) -> tuple[list[Array], int, list[tuple[int, int]]]:
+    """The padded image as flat phase images, their width, and each tap's (phase, offset).
 
-    Seen through the row-major flattening of a ``(Hp, Wp)`` image, kernel tap
-    ``(i, j)`` meets, for output pixel ``(h, w)``, the input at flat index
-    ``(h + i·dH)·Wp + (w + j·dW)`` = ``h·Wp + w`` + the tap's offset. So every
-    tap is one contiguous slice of the flat image, and the output is computed on
-    an ``(Ho, Wp)`` grid whose last ``Wp - Wo`` columns (which straddle two rows)
-    are dropped afterwards. Matrix products read such slices in place.
+    Output pixel ``(h, w)`` meets, through kernel tap ``(i, j)``, the padded input
+    at ``(h·sH + a, w·sW + b)`` with ``(a, b) = (i·dH, j·dW)``. That pixel lies in
+    the phase image ``x[a mod sH :: sH, b mod sW :: sW]``, at ``(h + a // sH,
+    w + b // sW)``. Seen through the row-major flattening of a phase image of
+    width ``Wq``, that is flat index ``h·Wq + w`` + the tap's offset ``(a // sH)·Wq
+    + b // sW``: every tap is one contiguous slice of one flat phase, and the
+    output is computed on an ``(Ho, Wq)`` grid whose last ``Wq - Wo`` columns
+    (which straddle two rows) are dropped afterwards. With stride 1 the one phase
+    is the padded image itself, flattened without a copy; a stride copies the
+    phases that some tap reads, once. The last tap reaches up to a row past the
+    image: that row of zeros is added with the padding, in the same copy.
     """
-    N, C, Hp, Wp = x.shape
-    offsets = [
-        i * dilation[0] * Wp + j * dilation[1] for i in range(kernel[0]) for j in range(kernel[1])
-    ]
-    rows = -(-(offsets[-1] + out[0] * Wp) // Wp)  # rows the last tap reaches (Hp + 1 at most)
-    if rows > Hp:
-        x = _zero_pad(x, (0, rows - Hp), (0, 0), xp)
-    return xp.reshape(x[:, :, :rows, :], (N, C, rows * Wp)), offsets  # (N, C, R·Wp)
+    N, C, H, W = x.shape
+    (top, _), (left, right) = pads  # the rows below: as many as the last tap reaches
+    sH, sW = stride
+    Wq = -(-(W + left + right) // sW)  # phase width
+    reads = [(i * dilation[0], j * dilation[1]) for i in range(kernel[0]) for j in range(kernel[1])]
+    phases = sorted({(a % sH, b % sW) for a, b in reads})
+    taps = [(phases.index((a % sH, b % sW)), (a // sH) * Wq + b // sW) for a, b in reads]
+    rows = -(-(max(o for _, o in taps) + out[0] * Wq) // Wq)  # rows the last tap reaches
+    x = _zero_pad(x, (top, max(rows * sH - H - top, 0)), (left, Wq * sW - W - left), xp)
+    flats = [
+        xp.reshape(x[:, :, a::sH, b::sW][:, :, :rows, :], (N, C, rows * Wq)) for a, b in phases
+    ]  # each (N, C, R·Wq); a copy only for a stride
+    return flats, Wq, taps
 
 
 def _unflatten(y: Array, out: Pair, Wp: int, xp: Namespace) -> Array:
@@ -199,6 +215,8 @@ def _shift(
     weight: Array,
     groups: int,
     out: Pair,
+    pads: tuple[Pair, Pair],
+    stride: Pair,
     dilation: Pair,
     xp: Namespace,
     tile: int | None,
@@ -215,18 +233,17 @@ def _shift(
     """
     N = x.shape[0]
     K, Cg, KH, KW = weight.shape
-    Wp = x.shape[3]
-    xf, offsets = _flat(x, (KH, KW), out, dilation, xp)  # (N, C, R·Wp)
+    flats, Wq, taps = _phases(x, pads, (KH, KW), out, stride, dilation, xp)  # (N, C, R·Wq)
     w = xp.reshape(weight, (groups, K // groups, Cg, KH * KW))  # (G, K/G, Cg, T)
     samples = N if tile is None else 1  # samples per tile
-    band = out[0] if tile is None else max(1, tile // (K * Wp))  # output rows per tile
+    band = out[0] if tile is None else max(1, tile // (K * Wq))  # output rows per tile
 
-    def tile_sum(n: int, h: int) -> Array:  # (samples, G, K/G, rows·Wp): samples n.., rows h..
-        L = (min(h + band, out[0]) - h) * Wp
+    def tile_sum(n: int, h: int) -> Array:  # (samples, G, K/G, rows·Wq): samples n.., rows h..
+        L = (min(h + band, out[0]) - h) * Wq
         y = None
-        for t, o in enumerate(offsets):
-            start = o + h * Wp
-            xt = xf[n : n + samples, :, start : start + L]  # a view of the input
+        for t, (phase, o) in enumerate(taps):
+            start = o + h * Wq
+            xt = flats[phase][n : n + samples, :, start : start + L]  # a view of the input
             xt = xp.reshape(xt, (samples, groups, Cg, L))
             if Cg == 1:  # noqa: SIM108 (the comment belongs to one branch)
                 # Depthwise: a product over a length-1 axis is a broadcast, not a matmul.
@@ -246,31 +263,8 @@ def _shift(
         ],
         axis=0,
         xp=xp,
-    )  # (N, G, K/G, Ho·Wp)
-    return _unflatten(y, out, Wp, xp)
-
-
-def _polyphase(x: Array, weight: Array, stride: Pair, xp: Namespace) -> tuple[Array, Array]:
-    """Turn a strided convolution into a stride-1 one over ``sH·sW`` times the channels.
-
-    Output pixel ``(h, w)`` with stride ``s`` meets input ``(h·s + i, w·s + j)``.
-    Writing ``i = a + s·i'`` with phase ``a < s`` splits the sum into one stride-1
-    convolution per phase ``(a, b)``: of the subsampled image ``x[a::s, b::s]``
-    with the subsampled kernel ``W[a::s, b::s]`` (zero-padded to a common size).
-    Phases become channels, so the strided case costs one pass of unit-stride
-    slices instead of a gather with stride ``s`` per tap.
-    """
-    N, C, Hp, Wp = x.shape
-    K, Cg, KH, KW = weight.shape
-    sH, sW = stride
-    Hq, Wq, KHq, KWq = -(-Hp // sH), -(-Wp // sW), -(-KH // sH), -(-KW // sW)
-    x = _zero_pad(x, (0, Hq * sH - Hp), (0, Wq * sW - Wp), xp)
-    weight = xpx.pad(weight, ((0, 0), (0, 0), (0, KHq * sH - KH), (0, KWq * sW - KW)), xp=xp)
-    phases = [(a, b) for a in range(sH) for b in range(sW)]
-    xs = xp.stack([x[:, :, a::sH, b::sW] for a, b in phases], axis=2)  # (N, C, P, Hq, Wq)
-    ws = xp.stack([weight[:, :, a::sH, b::sW] for a, b in phases], axis=2)  # (K, Cg, P, KHq, KWq)
-    P = len(phases)
-    return xp.reshape(xs, (N, C * P, Hq, Wq)), xp.reshape(ws, (K, Cg * P, KHq, KWq))
+    )  # (N, G, K/G, Ho·Wq)
+    return _unflatten(y, out, Wq, xp)
 
 
 def _dilate(weight: Array, dilation: Pair, xp: Namespace) -> Array:
@@ -379,7 +373,9 @@ _WINOGRAD_AT = (
 _WINOGRAD_KRON = tuple(_kron(m, m) for m in (_WINOGRAD_BT, _WINOGRAD_G, _WINOGRAD_AT))
 
 
-def _winograd(x: Array, weight: Array, groups: int, out: Pair, xp: Namespace) -> Array:
+def _winograd(
+    x: Array, weight: Array, groups: int, out: Pair, pads: tuple[Pair, Pair], xp: Namespace
+) -> Array:
     """3×3, stride 1: Winograd's F(4×4, 3×3), 36 products per 4×4 outputs instead of 144.
 
     The padded image is cut into 6×6 tiles ``d`` that overlap by 2 (one per 4×4
@@ -397,8 +393,11 @@ def _winograd(x: Array, weight: Array, groups: int, out: Pair, xp: Namespace) ->
     K, Cg = weight.shape[:2]
     m, a = 4, 6  # output and input tile sizes
     th, tw = -(-out[0] // m), -(-out[1] // m)  # tiles per column and row
-    # Whole tiles: zeros below and to the right, their outputs dropped at the end.
-    x = _zero_pad(x, (0, th * m + 2 - x.shape[2]), (0, tw * m + 2 - x.shape[3]), xp)
+    # The padding, and zeros below and to the right up to whole tiles (their outputs
+    # are dropped at the end), in one copy.
+    (top, _), (left, _) = pads
+    H, W = x.shape[2:]
+    x = _zero_pad(x, (top, th * m + 2 - top - H), (left, tw * m + 2 - left - W), xp)
     # Bᵀ⊗Bᵀ (36, 36), G⊗G (36, 9) and Aᵀ⊗Aᵀ (16, 36), in the input's dtype and on its device
     BT, GG, AT = (xp.asarray(k, dtype=x.dtype, device=device(x)) for k in _WINOGRAD_KRON)
     g = xp.reshape(xp.permute_dims(weight, (2, 3, 0, 1)), (9, K * Cg))  # taps first
@@ -440,8 +439,9 @@ def _auto(
       (JAX): ``"shift"``. XLA fuses the sum of per-tap products, where the
       stacked patch copy costs it more than the single product saves. On a
       small image the per-tap products are too small and ``"im2col"`` wins.
-    * Otherwise ``"im2col"``: one large product is what BLAS does best, and the
-      strided stem (7×7, stride 2) is 1.8-4.6× slower as ``"shift"``.
+    * Otherwise ``"im2col"``: one large product is what BLAS does best. The
+      strided stem (7×7, stride 2, 3 channels) is 3.3-8.9× slower as
+      ``"shift"``: 49 products over 3 channels each.
 
     The result is the same whatever the choice; only the speed and the rounding differ.
     """
@@ -631,20 +631,15 @@ def conv2d(
     elif method == "fft":
         pads = ((top, bottom), (left, right))
         y = _fft(x, weight, groups, out, pads, stride, dilation, xp)  # (N, K, Ho, Wo)
+    elif method == "im2col":
+        x = _zero_pad(x, (top, bottom), (left, right), xp)  # (N, C, Hp, Wp)
+        y = _im2col(x, weight, groups, out, stride, dilation, xp)  # (N, K, Ho, Wo)
+    elif method == "winograd":
+        y = _winograd(x, weight, groups, out, ((top, bottom), (left, right)), xp)
     else:
-        if top or bottom or left or right:
-            x = _zero_pad(x, (top, bottom), (left, right), xp)  # (N, C, Hp, Wp)
-        if method == "im2col":
-            y = _im2col(x, weight, groups, out, stride, dilation, xp)  # (N, K, Ho, Wo)
-        elif method == "winograd":
-            y = _winograd(x, weight, groups, out, xp)  # (N, K, Ho, Wo)
-        else:
-            if stride != (1, 1):
-                weight = _dilate(weight, dilation, xp)  # (K, Cg, reach_H, reach_W)
-                x, weight = _polyphase(x, weight, stride, xp)  # stride 1, C·sH·sW channels
-                dilation = (1, 1)
-            tile = None if is_jax(xp) else _TILE
-            y = _shift(x, weight, groups, out, dilation, xp, tile)  # (N, K, Ho, Wo)
+        pads = ((top, bottom), (left, right))
+        tile = None if is_jax(xp) else _TILE
+        y = _shift(x, weight, groups, out, pads, stride, dilation, xp, tile)  # (N, K, Ho, Wo)
     if bias is not None:
         y = y + xp.reshape(xp.astype(bias, work, copy=False), (K, 1, 1))
     if not batched:
