@@ -204,7 +204,9 @@ def bench_conv2d(benchmark, bench_backend, case, impl):
         if impl == "auto":
             channels = (wshape[1], wshape[0] // options["groups"])
             stride = (options["stride"],) * 2
-            extra["auto_picks"] = _auto(bench_backend.xp, channels, wshape[2:], stride, (1, 1), out)
+            groups = options["groups"]
+            picks = _auto(bench_backend.xp, groups, channels, wshape[2:], stride, (1, 1), out)
+            extra["auto_picks"] = picks
     slow = impl in ("shift", "im2col") and case in ("stem-7x7-s2", "large-15x15")
     peak = _matmul_gflops(bench_backend)
     measure(

@@ -207,7 +207,7 @@ def _unflatten(y: Array, out: Pair, Wp: int, xp: Namespace) -> Array:
     return y[..., : out[1]]
 
 
-_TILE = 1 << 20  # output elements per tile of "shift" (4 MiB in float32: two cores' L2)
+_TILE = 1 << 19  # output elements per tile of "shift" (2 MiB in float32: one core's L2)
 
 
 def _shift(
@@ -224,10 +224,12 @@ def _shift(
     """Sum over kernel taps of one product each: no unfolded copy of the input.
 
     Every tap reads and the running sum is written once per tap, so the sum is
-    computed a tile at a time (one sample, a band of output rows, at most
-    `tile` output elements): the accumulator stays in cache across the taps
-    instead of streaming through memory nine times for 3×3 (depthwise 3×3:
-    2-3× faster on PyTorch and NumPy). ``tile=None`` makes one tile of the whole
+    computed a tile at a time (as many samples as fit, or one sample and a band
+    of output rows, at most `tile` output elements): the accumulator stays in
+    cache across the taps instead of streaming through memory nine times for
+    3×3 (depthwise 3×3: 2-3× faster on PyTorch and NumPy), and small images
+    do not pay the per-operation overhead once per sample (depthwise 5×5 on
+    28×28: ~2× faster). ``tile=None`` makes one tile of the whole
     batch: a compiler (XLA) fuses the sum itself, and a loop would only grow
     the traced program.
     """
@@ -235,16 +237,21 @@ def _shift(
     K, Cg, KH, KW = weight.shape
     flats, Wq, taps = _phases(x, pads, (KH, KW), out, stride, dilation, xp)  # (N, C, R·Wq)
     w = xp.reshape(weight, (groups, K // groups, Cg, KH * KW))  # (G, K/G, Cg, T)
-    samples = N if tile is None else 1  # samples per tile
-    band = out[0] if tile is None else max(1, tile // (K * Wq))  # output rows per tile
+    per_sample = K * out[0] * Wq  # output elements of one sample
+    if tile is None:
+        samples, band = N, out[0]
+    elif per_sample <= tile:  # small images: as many whole samples as fit
+        samples, band = tile // per_sample, out[0]
+    else:  # large images: one sample, a band of output rows
+        samples, band = 1, max(1, tile // (K * Wq))
 
     def tile_sum(n: int, h: int) -> Array:  # (samples, G, K/G, rows·Wq): samples n.., rows h..
         L = (min(h + band, out[0]) - h) * Wq
         y = None
         for t, (phase, o) in enumerate(taps):
             start = o + h * Wq
-            xt = flats[phase][n : n + samples, :, start : start + L]  # a view of the input
-            xt = xp.reshape(xt, (samples, groups, Cg, L))
+            xt = flats[phase][n : min(n + samples, N), :, start : start + L]  # a view
+            xt = xp.reshape(xt, (xt.shape[0], groups, Cg, L))
             if Cg == 1:  # noqa: SIM108 (the comment belongs to one branch)
                 # Depthwise: a product over a length-1 axis is a broadcast, not a matmul.
                 term = xt * w[:, :, :, t]  # (n, G, 1, L) · (G, K/G, 1) -> (n, G, K/G, L)
@@ -419,7 +426,13 @@ def _winograd(
 
 
 def _auto(
-    xp: Namespace, channels: Pair, kernel: Pair, stride: Pair, dilation: Pair, out: Pair
+    xp: Namespace,
+    groups: int,
+    channels: Pair,
+    kernel: Pair,
+    stride: Pair,
+    dilation: Pair,
+    out: Pair,
 ) -> str:
     """The fastest portable algorithm for the shape (measured: see the chapter's benchmarks).
 
@@ -427,18 +440,25 @@ def _auto(
 
     * A stride-1 kernel of 49 taps or more: ``"fft"``, whose cost does not grow
       with the kernel (15×15: 2.4-15× faster than ``"im2col"``, every backend).
-    * Depthwise (one input channel per group): ``"shift"``, nine multiply-adds
-      per pixel for 3×3 on a cached tile instead of a batch of 1-row products.
+    * Depthwise (several groups of one input channel and one or two outputs):
+      ``"shift"``, nine multiply-adds per output pixel for 3×3 on a cached
+      tile, where ``"im2col"`` makes a batch of products of one or two rows.
+      With more outputs per group each tap's multiply-add covers all of them,
+      and with one group (a single input channel, as for MNIST) ``"im2col"``
+      is one real product: on PyTorch and NumPy it wins there (1→32 channels
+      at 28×28: 3.1-10× faster than ``"shift"``).
     * 3×3, stride 1, at least 32 channels in and out and 14×14 outputs:
       ``"winograd"``, a quarter of the multiplications (ResNet 3×3: 0.65×
       ``lax.conv`` under JAX against 1.9× for ``"im2col"``; on PyTorch 1.46×
       ``F.conv2d`` against 1.91×). With fewer channels its transforms cost
       more than the products they save; on smaller images the transformed
       kernels (four times the weights) do.
-    * Other stride-1 kernels over images of 32×32 outputs or more, under XLA
-      (JAX): ``"shift"``. XLA fuses the sum of per-tap products, where the
-      stacked patch copy costs it more than the single product saves. On a
-      small image the per-tap products are too small and ``"im2col"`` wins.
+    * Under XLA (JAX), ``"shift"`` also for one input channel per group
+      whatever the outputs, and for other stride-1 kernels over images of
+      32×32 outputs or more. XLA fuses the sum of per-tap products, where the
+      stacked patch copy costs it more than the single product saves (1→32
+      channels at 28×28: 2.7× faster than ``"im2col"``). On a small image the
+      per-tap products of a dense kernel are too small and ``"im2col"`` wins.
     * Otherwise ``"im2col"``: one large product is what BLAS does best. The
       strided stem (7×7, stride 2, 3 channels) is 3.3-8.9× slower as
       ``"shift"``: 49 products over 3 channels each.
@@ -447,7 +467,7 @@ def _auto(
     """
     if stride == (1, 1) and kernel[0] * kernel[1] >= 49 and hasattr(xp, "fft"):
         return "fft"
-    if channels[0] == 1:
+    if groups > 1 and channels[0] == 1 and channels[1] <= 2:
         return "shift"
     if (
         (kernel, stride, dilation) == ((3, 3), (1, 1), (1, 1))
@@ -455,7 +475,7 @@ def _auto(
         and min(out) >= 14
     ):
         return "winograd"
-    if stride == (1, 1) and out[0] * out[1] >= 32 * 32 and is_jax(xp):
+    if is_jax(xp) and (channels[0] == 1 or (stride == (1, 1) and out[0] * out[1] >= 32 * 32)):
         return "shift"
     return "im2col"
 
@@ -623,7 +643,7 @@ def conv2d(
     x = xp.astype(x, work, copy=False)
     weight = xp.astype(weight, work, copy=False)
     if method == "auto":
-        method = _auto(xp, (Cg, K // groups), (KH, KW), stride, dilation, out)
+        method = _auto(xp, groups, (Cg, K // groups), (KH, KW), stride, dilation, out)
     if x.shape[0] == 0 or Cg == 0 or K == 0:
         # No sample, or an empty sum over channels: zeros, computed by no algorithm
         # (Dask's reshape and MKL's FFT reject zero-size arrays).
