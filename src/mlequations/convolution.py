@@ -229,9 +229,9 @@ def _shift(
     cache across the taps instead of streaming through memory nine times for
     3×3 (depthwise 3×3: 2-3× faster on PyTorch and NumPy), and small images
     do not pay the per-operation overhead once per sample (depthwise 5×5 on
-    28×28: ~2× faster). ``tile=None`` makes one tile of the whole
-    batch: a compiler (XLA) fuses the sum itself, and a loop would only grow
-    the traced program.
+    28×28: 1.5× faster on PyTorch). ``tile=None`` makes one tile of the
+    whole batch: a compiler (XLA) fuses the sum itself, and a loop would only
+    grow the traced program.
     """
     N = x.shape[0]
     K, Cg, KH, KW = weight.shape
