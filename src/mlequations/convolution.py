@@ -125,7 +125,14 @@ _CHUNK = 1 << 22  # elements of unfolded patches per matrix product (16 MiB in f
 
 
 def _im2col(
-    x: Array, weight: Array, groups: int, out: Pair, stride: Pair, dilation: Pair, xp: Namespace
+    x: Array,
+    weight: Array,
+    groups: int,
+    out: Pair,
+    pads: tuple[Pair, Pair],
+    stride: Pair,
+    dilation: Pair,
+    xp: Namespace,
 ) -> Array:
     """Unfold every patch into a column, then one (batched) matrix product.
 
@@ -136,6 +143,7 @@ def _im2col(
     most ``_CHUNK`` elements each: a patch matrix of hundreds of megabytes would
     cost more in fresh memory (page faults) and cache misses than the product.
     """
+    x = _zero_pad(x, *pads, xp)  # (N, C, Hp, Wp)
     N, C = x.shape[:2]
     K, Cg, KH, KW = weight.shape
     T = KH * KW
@@ -201,9 +209,9 @@ def _phases(
     return flats, Wq, taps
 
 
-def _unflatten(y: Array, out: Pair, Wp: int, xp: Namespace) -> Array:
-    """``(N, G, K/G, Ho·Wp)`` on the flat grid to ``(N, K, Ho, Wo)``."""
-    y = xp.reshape(y, (y.shape[0], -1, out[0], Wp))  # (N, K, Ho, Wp)
+def _unflatten(y: Array, out: Pair, Wq: int, xp: Namespace) -> Array:
+    """``(N, G, K/G, Ho·Wq)`` on the flat grid to ``(N, K, Ho, Wo)``."""
+    y = xp.reshape(y, (y.shape[0], -1, out[0], Wq))  # (N, K, Ho, Wq)
     return y[..., : out[1]]
 
 
@@ -621,7 +629,8 @@ def conv2d(
     if bias is not None and tuple(bias.shape) != (K,):
         raise ValueError(f"`bias` must have shape ({K},), got {bias.shape}")
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
-    (top, bottom), (left, right) = _padding(padding, (H, W_in), (KH, KW), stride, dilation)
+    pads = _padding(padding, (H, W_in), (KH, KW), stride, dilation)  # ((top, bottom), (l, r))
+    (top, bottom), (left, right) = pads
     Hp, Wp = H + top + bottom, W_in + left + right
     reach = ((KH - 1) * dilation[0] + 1, (KW - 1) * dilation[1] + 1)  # the dilated kernel
     if reach[0] > Hp or reach[1] > Wp:
@@ -648,16 +657,13 @@ def conv2d(
         # No sample, or an empty sum over channels: zeros, computed by no algorithm
         # (Dask's reshape and MKL's FFT reject zero-size arrays).
         y = xp.zeros((x.shape[0], K, *out), dtype=work, device=device(x))
-    elif method == "fft":
-        pads = ((top, bottom), (left, right))
+    elif method == "fft":  # every method pads (or not) as it needs: one copy at most
         y = _fft(x, weight, groups, out, pads, stride, dilation, xp)  # (N, K, Ho, Wo)
     elif method == "im2col":
-        x = _zero_pad(x, (top, bottom), (left, right), xp)  # (N, C, Hp, Wp)
-        y = _im2col(x, weight, groups, out, stride, dilation, xp)  # (N, K, Ho, Wo)
+        y = _im2col(x, weight, groups, out, pads, stride, dilation, xp)  # (N, K, Ho, Wo)
     elif method == "winograd":
-        y = _winograd(x, weight, groups, out, ((top, bottom), (left, right)), xp)
+        y = _winograd(x, weight, groups, out, pads, xp)  # (N, K, Ho, Wo)
     else:
-        pads = ((top, bottom), (left, right))
         tile = None if is_jax(xp) else _TILE
         y = _shift(x, weight, groups, out, pads, stride, dilation, xp, tile)  # (N, K, Ho, Wo)
     if bias is not None:
