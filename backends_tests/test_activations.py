@@ -193,3 +193,97 @@ class TestAutodiff:
             x = torch.asarray([-1e4, -100.0, 0.0, 100.0, 1e4], dtype=dtype, requires_grad=True)
             mle.sigmoid(x).sum().backward()
             assert torch.isfinite(x.grad).all(), dtype
+
+
+class TestZeroDimInput:
+    """Issue 22: a 0-d array is a row of one element, as PyTorch's ``dim`` 0 or -1 takes it.
+
+    ``axis % x.ndim`` raised ``ZeroDivisionError`` on every backend; the results
+    are compared with SciPy's (which reduces the one element with ``axis=None``).
+    """
+
+    @pytest.mark.parametrize(
+        ("name", "oracle"),
+        [
+            ("softmax", lambda x: scipy.special.softmax(x, axis=None)),
+            ("log_softmax", lambda x: scipy.special.log_softmax(x, axis=None)),
+            ("logsumexp", lambda x: scipy.special.logsumexp(x, axis=None)),
+        ],
+    )
+    @pytest.mark.parametrize("axis", [0, -1])
+    @pytest.mark.parametrize("value", [2.5, -0.0, -700.0])
+    def test_matches_scipy(self, backend, dtype, name, oracle, axis, value):
+        x = backend.asarray(np.asarray(value), dtype)
+        out = backend.call(getattr(mle, name), x, axis=axis)
+        assert_close(out, oracle(np.asarray(value, dtype=np.float64)), backend, dtype)
+
+    @pytest.mark.parametrize("keepdims", [False, True])
+    def test_logsumexp_axis_none_and_keepdims_stay_0d(self, backend, dtype, keepdims):
+        x = backend.asarray(np.asarray(-3.25), dtype)
+        out = backend.call(mle.logsumexp, x, axis=None, keepdims=keepdims)
+        # torch.logsumexp(0-d, 0, keepdim=True) is 0-d too: there is no axis to keep.
+        assert_close(out, scipy.special.logsumexp(-3.25), backend, dtype)
+
+    @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+    @pytest.mark.parametrize("axis", [1, -2, (0, -1)])
+    def test_impossible_axis_is_a_value_error_naming_axis(self, backend, name, axis):
+        x = backend.asarray(np.asarray(1.0), "float32")
+        with pytest.raises(ValueError, match="`axis`"):
+            backend.call(getattr(mle, name), x, axis=axis)
+
+    def test_torch_autograd_on_0d_matches_torch(self):
+        torch = torch_or_skip()
+        for ours, theirs in [
+            (mle.softmax, lambda t: torch.softmax(t, 0)),
+            (mle.log_softmax, lambda t: torch.log_softmax(t, -1)),
+            (mle.logsumexp, lambda t: torch.logsumexp(t, 0)),
+        ]:
+            x1 = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
+            x2 = x1.detach().clone().requires_grad_(True)
+            (ours(x1, axis=0) * 3.0).backward()
+            (theirs(x2) * 3.0).backward()
+            torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-12, atol=1e-12)
+
+
+class TestAxisChecks:
+    """Out-of-range axes were wrapped by ``axis % ndim`` before the library saw them."""
+
+    @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
+    @pytest.mark.parametrize("axis", [2, -3, (0, 2), (1, -1)])
+    def test_out_of_range_or_repeated_axis_names_axis(self, backend, name, axis):
+        x = backend.asarray(np.ones((2, 3)), "float32")
+        with pytest.raises(ValueError, match="`axis`"):
+            backend.call(getattr(mle, name), x, axis=axis)
+
+    @pytest.mark.parametrize("axis", [1.0, True, [0]])
+    def test_non_integer_axis_is_a_type_error(self, axis):
+        with pytest.raises(TypeError, match="`axis`"):
+            mle.logsumexp(np.ones((2, 3)), axis=axis)
+
+    def test_logsumexp_over_no_axis_is_the_identity(self, backend, dtype):
+        values = np.asarray([[0.5, -np.inf, 2.0], [1e4, -1e4, -0.0]])
+        x = backend.asarray(values, dtype)
+        out = backend.call(mle.logsumexp, x, axis=())
+        with np.errstate(divide="ignore", over="ignore"):
+            expected = np.where(np.abs(values) < 700, np.log(np.exp(values)), values)
+        assert_close(out, expected, backend, dtype)
+
+
+class TestNaNPropagates:
+    """A NaN in a row made ``s = Σ exp`` NaN, and ``s > 0`` sent the row to ``-inf``."""
+
+    def test_logsumexp_and_log_softmax_rows_with_nan(self, backend, dtype):
+        rows = np.asarray([[np.nan, 1.0, 2.0], [0.0, 1.0, 2.0], [-np.inf, -np.inf, np.nan]])
+        x = backend.asarray(rows, dtype)
+        assert_close(
+            backend.call(mle.logsumexp, x, axis=-1),
+            scipy.special.logsumexp(rows, axis=-1),
+            backend,
+            dtype,
+        )
+        assert_close(
+            backend.call(mle.log_softmax, x, axis=-1),
+            scipy.special.log_softmax(rows, axis=-1),
+            backend,
+            dtype,
+        )

@@ -12,8 +12,40 @@ from ._xp import Array, Namespace, device, float_dtypes, namespace, scalar
 __all__ = ["log_softmax", "logsumexp", "sigmoid", "softmax"]
 
 
-def _shifted(x: Array, axis: int | tuple[int, ...] | None, xp: Namespace) -> tuple[Array, Array]:
-    """Return ``(x - m, m)`` with ``m`` the max along `axis`, replaced by 0 where infinite.
+def _axes(axis: object, ndim: int) -> tuple[int, ...]:
+    """`axis` as a tuple of distinct non-negative axes of an array with `ndim` dimensions.
+
+    ``None`` is every axis. A 0-d array has one element, a row of one, and takes
+    ``axis=0`` or ``axis=-1`` as PyTorch's ``dim`` does (issue 22: it raised a
+    ``ZeroDivisionError`` from ``axis % 0``). An axis the array cannot have is a
+    ``ValueError`` naming `axis`, never a silent wrap-around.
+    """
+    if axis is None:
+        return tuple(range(max(ndim, 1)))
+    axes = (axis,) if isinstance(axis, int) else axis
+    if not isinstance(axes, tuple) or any(
+        isinstance(a, bool) or not isinstance(a, int) for a in axes
+    ):
+        raise TypeError(f"`axis` must be an int, a tuple of ints or None, got {axis!r}")
+    n = max(ndim, 1)  # a 0-d array has the one axis 0 (or -1), as in PyTorch
+    if any(not -n <= a < n for a in axes):
+        raise ValueError(
+            f"`axis`={axis!r} is out of range for an array with {ndim} dimensions "
+            f"(valid: {-n} to {n - 1})"
+        )
+    normalised = tuple(a % n for a in axes)
+    if len(set(normalised)) != len(normalised):
+        raise ValueError(f"`axis`={axis!r} names an axis twice")
+    return normalised
+
+
+def _sum(x: Array, axes: tuple[int, ...], xp: Namespace) -> Array:
+    """The sum over `axes`, kept as length-1 axes; no axes, no sum (torch reads ``()`` as all)."""
+    return xp.sum(x, axis=axes, keepdims=True) if axes else x
+
+
+def _shifted(x: Array, axes: tuple[int, ...], xp: Namespace) -> tuple[Array, Array]:
+    """Return ``(x - m, m)`` with ``m`` the max along `axes`, replaced by 0 where infinite.
 
     A row of all ``-inf`` has ``m = -inf`` and ``x - m = -inf - (-inf) = NaN``;
     shifting such a row by 0 instead leaves ``exp(x - m) = 0``, so the row's
@@ -24,21 +56,36 @@ def _shifted(x: Array, axis: int | tuple[int, ...] | None, xp: Namespace) -> tup
     An empty `x` needs no shift at all (and Dask fails on a max over an empty
     chunk even along a non-empty axis).
     """
-    axes = range(x.ndim) if axis is None else (axis,) if isinstance(axis, int) else axis
-    reduced = {a % x.ndim for a in axes}
     if any(n == 0 for n in x.shape):  # a static shape check, fine under jit
-        shape = tuple(1 if i in reduced else n for i, n in enumerate(x.shape))
+        shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
         return x, xp.zeros(shape, dtype=x.dtype, device=device(x))
-    m = xp.max(x, axis=axis, keepdims=True)  # (..., 1, ...)
+    m = xp.max(x, axis=axes, keepdims=True) if axes else x  # (..., 1, ...)
     m = xp.where(xp.isfinite(m), m, scalar(0.0, m, xp=xp))
     return x - m, m
 
 
-def _prepare(x: Array, xp: Namespace | None) -> tuple[Namespace, Array, object]:
-    """Namespace, `x` in its compute dtype, and the dtype to return."""
+def _prepare(
+    x: Array, axis: object, xp: Namespace | None
+) -> tuple[Namespace, Array, tuple[int, ...], object, bool]:
+    """Namespace, `x` in its compute dtype, its axes, the dtype to return, whether 0-d.
+
+    A 0-d `x` comes back as a row of one, shape ``(1,)``, reduced along axis 0.
+    """
     xp = namespace(x=x, xp=xp)
     out_dtype, work_dtype = float_dtypes(xp, x=x)
-    return xp, xp.astype(x, work_dtype, copy=False), out_dtype
+    axes = _axes(axis, x.ndim)
+    x = xp.astype(x, work_dtype, copy=False)
+    zero_d = x.ndim == 0
+    if zero_d:
+        x = xp.reshape(x, (1,))  # (1,): reduced along axis 0, then made 0-d again
+    return xp, x, axes, out_dtype, zero_d
+
+
+def _finish(out: Array, zero_d: bool, out_dtype: object, xp: Namespace) -> Array:
+    """`out` in the dtype to return; a 0-d input gives a 0-d result, as in PyTorch."""
+    if zero_d:
+        out = xp.reshape(out, ())
+    return xp.astype(out, out_dtype, copy=False)
 
 
 def logsumexp(
@@ -64,7 +111,9 @@ def logsumexp(
     Args:
         x: Real array of any shape; integer input is promoted to the default
             floating dtype.
-        axis: Axis or axes to reduce; ``None`` reduces all of them.
+        axis: Axis or axes to reduce; ``None`` reduces all of them, ``()``
+            none. A 0-d `x` takes ``0`` or ``-1`` and gives `x` back, as
+            ``torch.logsumexp``; any other axis is a ``ValueError``.
         keepdims: Keep the reduced axes with length 1.
         xp: Array namespace; inferred from `x` when omitted.
 
@@ -79,16 +128,17 @@ def logsumexp(
         >>> mle.logsumexp(np.asarray([[-np.inf, -np.inf], [0.0, 0.0]]), axis=-1)
         array([      -inf, 0.69314718])
     """
-    xp, x, out_dtype = _prepare(x, xp)
-    z, m = _shifted(x, axis, xp)  # z ≤ 0
-    s = xp.sum(xp.exp(z), axis=axis, keepdims=True)  # (..., 1, ...), 0 only for all -inf
+    xp, x, axes, out_dtype, zero_d = _prepare(x, axis, xp)
+    z, m = _shifted(x, axes, xp)  # z ≤ 0
+    s = _sum(xp.exp(z), axes, xp)  # (..., 1, ...), 0 only for all -inf
     # The "double where": log never sees 0, so neither a warning nor a NaN gradient.
-    positive = s > 0
+    # Tested as `s == 0`, not `s > 0`, so that a NaN in the row stays NaN (it gave -inf).
+    empty = s == 0
     one = scalar(1.0, s, xp=xp)
-    lse = xp.where(positive, xp.log(xp.where(positive, s, one)) + m, scalar(-xp.inf, s, xp=xp))
-    if not keepdims:
-        lse = xp.squeeze(lse, axis=axis) if axis is not None else xp.reshape(lse, ())
-    return xp.astype(lse, out_dtype, copy=False)
+    lse = xp.where(empty, scalar(-xp.inf, s, xp=xp), xp.log(xp.where(empty, one, s)) + m)
+    if not keepdims and axes:
+        lse = xp.squeeze(lse, axis=axes)
+    return _finish(lse, zero_d, out_dtype, xp)
 
 
 def softmax(x: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> Array:
@@ -107,7 +157,9 @@ def softmax(x: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> Arra
     Args:
         x: Scores ("logits") of shape `(..., C)`, real dtype; integer input is
             promoted to the default floating dtype.
-        axis: Axis that indexes the $C$ classes.
+        axis: Axis that indexes the $C$ classes. A 0-d `x` is one class:
+            ``axis`` 0 or -1 gives 1, as ``torch.softmax``; any other axis
+            is a ``ValueError``.
         xp: Array namespace; inferred from `x` when omitted.
 
     Returns:
@@ -129,10 +181,10 @@ def softmax(x: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> Arra
         Bridle, J. S. (1990). Probabilistic interpretation of feedforward
         classification network outputs. In *Neurocomputing*, 227-236.
     """
-    xp, x, out_dtype = _prepare(x, xp)
-    z, _ = _shifted(x, axis, xp)
+    xp, x, axes, out_dtype, zero_d = _prepare(x, axis, xp)
+    z, _ = _shifted(x, axes, xp)
     e = xp.exp(z)  # (..., C), each ≤ 1
-    return xp.astype(e / xp.sum(e, axis=axis, keepdims=True), out_dtype, copy=False)
+    return _finish(e / _sum(e, axes, xp), zero_d, out_dtype, xp)
 
 
 def log_softmax(x: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> Array:
@@ -148,7 +200,8 @@ def log_softmax(x: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> 
 
     Args:
         x: Scores of shape `(..., C)`, real dtype (integers are promoted).
-        axis: Axis that indexes the $C$ classes.
+        axis: Axis that indexes the $C$ classes. A 0-d `x` is one class:
+            ``axis`` 0 or -1 gives 0, as ``torch.log_softmax``.
         xp: Array namespace; inferred from `x` when omitted.
 
     Returns:
@@ -161,14 +214,15 @@ def log_softmax(x: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> 
         >>> mle.log_softmax(np.asarray([0.0, 1000.0]))
         array([-1000.,     0.])
     """
-    xp, x, out_dtype = _prepare(x, xp)
-    z, _ = _shifted(x, axis, xp)
-    s = xp.sum(xp.exp(z), axis=axis, keepdims=True)  # (..., 1, ...), 0 only for empty rows
-    # The "double where" of logsumexp: log 0 = -inf without a divide-by-zero warning.
-    positive = s > 0
+    xp, x, axes, out_dtype, zero_d = _prepare(x, axis, xp)
+    z, _ = _shifted(x, axes, xp)
+    s = _sum(xp.exp(z), axes, xp)  # (..., 1, ...), 0 only for empty rows
+    # The "double where" of logsumexp: log 0 = -inf without a divide-by-zero warning;
+    # a NaN in the row makes s NaN, and the whole row NaN.
+    empty = s == 0
     one = scalar(1.0, s, xp=xp)
-    lse = xp.where(positive, xp.log(xp.where(positive, s, one)), scalar(-xp.inf, s, xp=xp))
-    return xp.astype(z - lse, out_dtype, copy=False)
+    lse = xp.where(empty, scalar(-xp.inf, s, xp=xp), xp.log(xp.where(empty, one, s)))
+    return _finish(z - lse, zero_d, out_dtype, xp)
 
 
 def sigmoid(x: Array, /, *, xp: Namespace | None = None) -> Array:
@@ -200,7 +254,9 @@ def sigmoid(x: Array, /, *, xp: Namespace | None = None) -> Array:
         >>> mle.sigmoid(np.asarray([-1e4, 0.0, 1e4]))
         array([0. , 0.5, 1. ])
     """
-    xp, x, out_dtype = _prepare(x, xp)
+    xp = namespace(x=x, xp=xp)
+    out_dtype, work_dtype = float_dtypes(xp, x=x)
+    x = xp.astype(x, work_dtype, copy=False)
     z = xp.exp(-xp.abs(x))  # in (0, 1]
     out = xp.where(x >= 0, 1 / (1 + z), z / (1 + z))
     return xp.astype(out, out_dtype, copy=False)
