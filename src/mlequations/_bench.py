@@ -7,6 +7,16 @@ pytest-benchmark suite never drift apart.
 Timing is honest on asynchronous devices: each timed run ends with the backend's
 ``sync`` (``block_until_ready``, ``torch.cuda.synchronize``, the CuPy stream), and
 warm-up runs — which include JAX's compilation — are never timed.
+
+Timing is honest on a shared CPU too. Each array library keeps its own thread
+pool (OpenBLAS for NumPy, OpenMP for PyTorch, Eigen for XLA), sized to every
+core, and a pool's workers keep spinning for a while after each call. With two
+libraries in one process those pools fight for the same cores, and a
+2-thread kernel waits a whole scheduler slice for its descheduled half: a
+128×128 matmul that takes 0.04 ms alone took 12 ms right after the other
+library's. So when several libraries are timed, each runs in a fresh process
+of its own (:func:`run`); a reading that is still physically impossible is
+flagged (:attr:`Record.flag`), never reported as a rate.
 """
 
 from __future__ import annotations
@@ -14,14 +24,20 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import math
+import os
+import pickle
+import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._backends import Backend
+from ._backends import Backend, by_id
 from ._native import native
 
 __all__ = [
@@ -33,8 +49,10 @@ __all__ = [
     "cases",
     "kernels",
     "make_inputs",
+    "plot",
     "run",
     "steady_allocator",
+    "table",
     "time_call",
     "time_interleaved",
 ]
@@ -53,6 +71,11 @@ class Case:
         options: Keyword options of the portable function (and the baseline).
         flops: Floating-point operations of one call (the effective count: 2 per
             multiply-add; attention 4·B·H·L·S·E, even when causal).
+        least_flops: The least arithmetic any algorithm we know needs for the
+            call (causal attention skips the masked half; Winograd F(4×4, 3×3)
+            does a quarter of a 3×3 convolution's multiplications; an FFT can
+            do far fewer for large kernels). A time shorter than `least_flops`
+            at the matmul peak is physically impossible. Defaults to `flops`.
     """
 
     op: str
@@ -60,6 +83,12 @@ class Case:
     shapes: tuple[tuple[int, ...], ...]
     options: dict[str, Any] = field(default_factory=dict)
     flops: float = 0.0
+    least_flops: float | None = None
+
+    @property
+    def floor(self) -> float:
+        """`least_flops`, or `flops` where no cheaper algorithm is known."""
+        return self.flops if self.least_flops is None else self.least_flops
 
     @property
     def id(self) -> str:
@@ -78,8 +107,10 @@ def _softmax(rows: int, cols: int) -> Case:
 def _attention(B: int, H: int, L: int, E: int, causal: bool) -> Case:
     label = f"({B},{H},{L},{E})" + (" causal" if causal else "")
     shape = (B, H, L, E)
+    flops = 4.0 * B * H * L * L * E
+    visible = (L + 1) / (2 * L) if causal else 1.0  # the causal mask keeps a triangle
     return Case(
-        "attention", label, (shape, shape, shape), {"is_causal": causal}, 4.0 * B * H * L * L * E
+        "attention", label, (shape, shape, shape), {"is_causal": causal}, flops, flops * visible
     )
 
 
@@ -102,12 +133,23 @@ def _conv2d(
         pads = (int(padding), int(padding))
     out = (size + pads[0] + pads[1] - kernel) // stride + 1
     options = {"stride": stride, "padding": padding, "groups": groups}
+    direct = 2.0 * N * K * (C // groups) * kernel * kernel * out * out
+    least = [direct]
+    if kernel == 3 and stride == 1:
+        least.append(direct / 4)  # Winograd F(4×4, 3×3): 36 products per 16 outputs, not 144
+    # FFT: real transforms of the N·C images, the K·C/G kernels and the N·K
+    # outputs at the padded size P (about 2.5·P·log2 P each), and a complex
+    # multiply-add (8 flops) per frequency (P/2 of them) and channel pair.
+    P = (size + pads[0] + pads[1]) ** 2
+    transforms = N * C + K * (C // groups) + N * K
+    least.append(transforms * 2.5 * P * math.log2(P) + 8.0 * N * K * (C // groups) * P / 2)
     return Case(
         "conv2d",
         name,
         ((N, C, size, size), (K, C // groups, kernel, kernel)),
         options,
-        2.0 * N * K * (C // groups) * kernel * kernel * out * out,
+        direct,
+        min(least),
     )
 
 
@@ -129,7 +171,9 @@ _LADDERS: dict[str, list[Case]] = {
 }
 
 _QUICK: dict[str, list[Case]] = {
-    "matmul": [_matmul(n) for n in (64, 128)],
+    # matmul is the peak that "% of matmul peak" divides by: even a smoke test
+    # measures it at sizes large enough to be compute-bound, and keeps the best.
+    "matmul": [_matmul(n) for n in (256, 512, 1024)],
     "softmax": [_softmax(r, 256) for r in (16, 64)],
     "attention": [_attention(1, 2, 64, 16, False), _attention(1, 2, 128, 16, True)],
     # The same kinds of convolution as the full ladder, small enough to run in seconds.
@@ -176,11 +220,12 @@ def kernels(case: Case, backend: Backend) -> dict[str, Callable[..., Any]]:
     import mlequations as mle
 
     found: dict[str, Callable[..., Any]] = {}
-    portable = {
+    calls: dict[str, Callable[..., Any]] = {
         "softmax": lambda x: mle.softmax(x, axis=-1),
         "attention": lambda q, k, v: mle.attention(q, k, v, **case.options),
         "conv2d": lambda x, w: mle.conv2d(x, w, **case.options),
-    }.get(case.op)
+    }
+    portable = calls.get(case.op)
     if portable is not None:
         if backend.library == "jax":
             import jax
@@ -311,6 +356,7 @@ class Record:
     matmul_fraction: float | None = None
     gpu_speedup: float | None = None
     error: str | None = None
+    flag: str | None = None
 
 
 RECORD_SCHEMA: dict[str, Any] = {
@@ -330,6 +376,7 @@ RECORD_SCHEMA: dict[str, Any] = {
         "matmul_fraction",
         "gpu_speedup",
         "error",
+        "flag",
     ],
     "properties": {
         "backend": {"type": "string"},
@@ -355,10 +402,31 @@ RECORD_SCHEMA: dict[str, Any] = {
             "description": "CPU time / GPU time of the same library and impl",
         },
         "error": {"type": ["string", "null"]},
+        "flag": {
+            "type": ["string", "null"],
+            "description": "why the reading is physically impossible (not a rate to trust)",
+        },
     },
     "additionalProperties": False,
 }
 """JSON Schema of one record; ``--json`` writes ``{"records": [...], "meta": {...}}``."""
+
+
+# A kernel this many times slower than the other readings of the same case (on
+# the same kind of device) did not measure the kernel.
+SUSPECT_FACTOR = 100.0
+# Nor did one this many times slower than a larger case of the same ladder: the
+# matmul, softmax and attention ladders scale one computation up (the conv2d
+# cases are different kinds of convolution, and a small depthwise one may
+# rightly be slower than a large dense one).
+LADDER_FACTOR = 10.0
+_LADDER_OPS = ("matmul", "softmax", "attention")
+
+# Each GPU backend and the CPU backend of the same library, for "GPU over CPU".
+_CPU_OF = {"torch-cuda": "torch-cpu", "jax-gpu": "jax-jit", "cupy": "numpy"}
+
+# Matmul sizes that keep a GPU busy enough to show its peak (the CPU ladder does not).
+_GPU_MATMUL = [_matmul(n) for n in (4096, 8192)]
 
 
 def run(
@@ -370,30 +438,141 @@ def run(
     repeats: int = 5,
     labels: list[str] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
+    isolate: bool | None = None,
 ) -> list[Record]:
     """Time every case of `ops` on every backend; failures become records with `error`.
 
     A matmul calibration is always included, since "fraction of matmul peak" needs it.
     The allocator is made steady first (:func:`steady_allocator`).
+
+    With `isolate` (the default when the backends span more than one library),
+    each library is timed in a fresh process of its own, so no other library's
+    thread pool competes for the cores (see the module's docstring). Readings
+    that are still physically impossible get a :attr:`Record.flag`.
     """
     steady_allocator()
     ops = ["matmul", *[op for op in ops if op != "matmul"]]
-    plan = [
+    groups: dict[str, list[Backend]] = {}
+    for backend in backends:
+        groups.setdefault(backend.library, []).append(backend)
+    if isolate is None:
+        isolate = len(groups) > 1
+    total = sum(len(_plan(group, ops, quick, labels)) for group in groups.values())
+    done = 0
+
+    def step(what: str) -> None:
+        nonlocal done
+        if progress is not None:
+            progress(done, total, what)
+        done += 1
+
+    records: list[Record] = []
+    for group in groups.values():
+        if isolate:
+            records += _run_isolated(group, ops, quick, dtype, repeats, labels, step)
+        else:
+            records += _run_group(group, ops, quick, dtype, repeats, labels, step)
+    done = total
+    if progress is not None:
+        progress(total, total, "done")
+    _derive(records)
+    return records
+
+
+def _plan(
+    backends: list[Backend], ops: list[str], quick: bool, labels: list[str] | None
+) -> list[tuple[Backend, Case]]:
+    return [
         (b, c)
         for b in backends
         for op in ops
-        for c in cases(op, quick=quick)
+        for c in cases(op, quick=quick) + (_GPU_MATMUL if op == "matmul" and b.gpu else [])
         if labels is None or c.label in labels or c.op == "matmul"
     ]
+
+
+def _run_group(
+    backends: list[Backend],
+    ops: list[str],
+    quick: bool,
+    dtype: str,
+    repeats: int,
+    labels: list[str] | None,
+    step: Callable[[str], None],
+) -> list[Record]:
     records: list[Record] = []
-    for done, (backend, case) in enumerate(plan):
-        if progress is not None:
-            progress(done, len(plan), f"{case.op} {case.label} on {backend.id}")
+    for backend, case in _plan(backends, ops, quick, labels):
+        step(f"{case.op} {case.label} on {backend.id}")
         records.extend(_run_case(backend, case, dtype, repeats))
-    if progress is not None:
-        progress(len(plan), len(plan), "done")
-    _derive(records)
     return records
+
+
+def _run_isolated(
+    backends: list[Backend],
+    ops: list[str],
+    quick: bool,
+    dtype: str,
+    repeats: int,
+    labels: list[str] | None,
+    step: Callable[[str], None],
+) -> list[Record]:
+    """:func:`_run_group` in a fresh interpreter; progress and records come back by a pipe.
+
+    A plain ``python -c`` child rather than ``multiprocessing``: it imports only
+    this package and the libraries of `backends`, and never re-imports the
+    caller's ``__main__`` (a script without a ``__main__`` guard would run again).
+    """
+    ids = [b.id for b in backends]
+    job = (ids, ops, quick, dtype, repeats, labels)
+    read_fd, write_fd = os.pipe()
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
+    }
+    code = f"from mlequations._bench import _worker; _worker({write_fd})"
+    with subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, pass_fds=(write_fd,), env=env
+    ) as child:
+        os.close(write_fd)  # the child holds the only writing end now: EOF when it exits
+        assert child.stdin is not None
+        child.stdin.write(pickle.dumps(job))
+        child.stdin.close()
+        records: list[Record] | None = None
+        with os.fdopen(read_fd, "rb") as pipe:
+            try:
+                while records is None:
+                    kind, payload = pickle.load(pipe)
+                    if kind == "step":
+                        step(payload)
+                    else:
+                        records = payload
+            except EOFError:
+                pass
+    if records is not None:
+        return records
+    error = f"the benchmark process for {', '.join(ids)} died (exit code {child.returncode})"
+    return [
+        Record(b.id, "-", c.op, c.label, "portable", dtype, c.flops, error=error)
+        for b, c in _plan(backends, ops, quick, labels)
+    ]
+
+
+def _worker(fd: int) -> None:
+    """The child process of :func:`_run_isolated`: the job on stdin, pickles to `fd`."""
+    ids, ops, quick, dtype, repeats, labels = pickle.loads(sys.stdin.buffer.read())
+    with os.fdopen(fd, "wb") as pipe:
+
+        def send(kind: str, payload: Any) -> None:
+            pickle.dump((kind, payload), pipe)
+            pipe.flush()
+
+        steady_allocator()
+        backends = [by_id(i) for i in ids]
+        records = _run_group(
+            backends, ops, quick, dtype, repeats, labels, lambda what: send("step", what)
+        )
+        send("records", records)
 
 
 def _run_case(backend: Backend, case: Case, dtype: str, repeats: int) -> list[Record]:
@@ -424,22 +603,252 @@ def _run_case(backend: Backend, case: Case, dtype: str, repeats: int) -> list[Re
     return out
 
 
+def _case_of(record: Record) -> Case | None:
+    ladder = cases(record.op) + cases(record.op, quick=True) + _GPU_MATMUL
+    return next(
+        (c for c in ladder if (c.op, c.label, c.flops) == (record.op, record.case, record.flops)),
+        None,
+    )
+
+
 def _derive(records: list[Record]) -> None:
-    """Fill the ratios: portable/native, fraction of matmul peak, GPU over CPU."""
+    """Fill the ratios (portable/native, fraction of matmul peak, GPU over CPU) and flags.
+
+    Two readings cannot be true and are flagged instead of believed: a time more
+    than :data:`SUSPECT_FACTOR` times the median of the other readings of the
+    same case on the same kind of device, or :data:`LADDER_FACTOR` times that of
+    a larger case of the same ladder on the same backend (a stalled thread pool,
+    a page-fault storm); and a time
+    shorter than the least arithmetic of the case (:attr:`Case.least_flops`)
+    takes at the backend's matmul peak. The peak is the best matmul rate among
+    the sizes that were not flagged themselves.
+    """
+    timed = [r for r in records if r.seconds]
+    seconds = {id(r): float(r.seconds or 0.0) for r in timed}
+    on_gpu = {r.backend for r in timed if r.backend in _CPU_OF}
+    for r in timed:
+        peers = [
+            seconds[id(p)]
+            for p in timed
+            if p is not r
+            and (p.op, p.case) == (r.op, r.case)
+            and (p.backend in on_gpu) == (r.backend in on_gpu)
+        ]
+        larger = [
+            seconds[id(p)]
+            for p in timed
+            if (p.backend, p.op, p.impl) == (r.backend, r.op, r.impl)
+            and r.op in _LADDER_OPS
+            and p.case != r.case
+            and p.flops >= r.flops
+        ]
+        if peers and seconds[id(r)] > SUSPECT_FACTOR * statistics.median(peers):
+            r.flag = f"over {SUSPECT_FACTOR:.0f}x slower than the other readings of this case"
+        elif larger and seconds[id(r)] > LADDER_FACTOR * min(larger):
+            r.flag = f"over {LADDER_FACTOR:.0f}x slower than a larger {r.op} on {r.backend}"
     by_key = {(r.backend, r.op, r.case, r.impl): r for r in records}
     peak: dict[str, float] = {}
-    for r in records:
-        if r.op == "matmul" and r.gflops:
+    for r in timed:
+        if r.op == "matmul" and r.gflops and r.flag is None:
             peak[r.backend] = max(peak.get(r.backend, 0.0), r.gflops)
-    cpu_of = {"torch-cuda": "torch-cpu", "jax-gpu": "jax-jit", "cupy": "numpy"}
-    for r in records:
-        if r.seconds is None:
-            continue
-        twin = by_key.get((r.backend, r.op, r.case, "native"))
-        if r.impl == "portable" and twin is not None and twin.seconds:
-            r.ratio = r.seconds / twin.seconds
+    for r in timed:
+        case = _case_of(r)
+        floor = case.floor if case is not None else r.flops
         if r.gflops and peak.get(r.backend):
             r.matmul_fraction = r.gflops / peak[r.backend]
-        cpu = by_key.get((cpu_of.get(r.backend, ""), r.op, r.case, r.impl))
+            if r.flag is None and floor / seconds[id(r)] / 1e9 > peak[r.backend]:
+                r.flag = "faster than the matmul peak allows for this case"
+    for r in timed:
+        twin = by_key.get((r.backend, r.op, r.case, "native"))
+        if r.impl == "portable" and twin is not None and twin.seconds:
+            r.ratio = seconds[id(r)] / twin.seconds
+            if r.flag is None and twin.flag is not None:
+                r.flag = "ratio to a flagged native reading"
+        cpu = by_key.get((_CPU_OF.get(r.backend, ""), r.op, r.case, r.impl))
         if cpu is not None and cpu.seconds:
-            r.gpu_speedup = cpu.seconds / r.seconds
+            r.gpu_speedup = cpu.seconds / seconds[id(r)]
+
+
+def _cell(value: float | None, spec: str, flagged: bool) -> str:
+    if value is None:
+        return "-"
+    return "?" if flagged else format(value, spec)
+
+
+def table(records: list[Record]) -> str:
+    """The records as a fixed-width table, flagged readings marked and explained below it.
+
+    A flagged reading shows its measured time with a ``?`` and no rate, ratio
+    or fraction: those would be derived from a number that cannot be true.
+    """
+    header = (
+        f"{'op':<10} {'case':<24} {'backend':<11} {'impl':<9} {'time ms':>10} "
+        f"{'GFLOP/s':>9} {'port/nat':>9} {'% mm peak':>10} {'GPU/CPU':>8}  note"
+    )
+    flags = list(dict.fromkeys(r.flag for r in records if r.flag))
+    lines = [header, "-" * len(header)]
+    for r in records:
+        start = f"{r.op:<10} {r.case:<24} {r.backend:<11} {r.impl:<9}"
+        if r.error:
+            lines.append(f"{start} failed: {r.error[:80]}")
+            continue
+        flagged = r.flag is not None
+        ms = None if r.seconds is None else r.seconds * 1e3
+        time_ms = "-" if ms is None else f"{ms:.3f}" + ("?" if flagged else "")
+        fraction = None if r.matmul_fraction is None else 100 * r.matmul_fraction
+        note = f"suspect [{flags.index(r.flag) + 1}]" if r.flag else ""
+        lines.append(
+            f"{start} {time_ms:>10} {_cell(r.gflops, '.1f', flagged):>9} "
+            f"{_cell(r.ratio, '.2f', flagged):>9} {_cell(fraction, '.0f', flagged):>10} "
+            f"{_cell(r.gpu_speedup, '.1f', flagged):>8}  {note}".rstrip()
+        )
+    lines += [f"[{number}] suspect: {flag}" for number, flag in enumerate(flags, 1)]
+    if flags:
+        lines.append(
+            "Suspect readings are not the kernels' speed (a stalled thread pool, a busy "
+            "machine): no rate is derived from them. Rerun on a quiet machine."
+        )
+    return "\n".join(lines)
+
+
+# One colour per backend, the same in every panel and every figure.
+COLOURS = {
+    "numpy": "#4c72b0",
+    "torch-cpu": "#dd8452",
+    "jax-jit": "#55a868",
+    "torch-cuda": "#c44e52",
+    "jax-gpu": "#8172b3",
+    "cupy": "#937860",
+}
+
+
+def plot(records: list[Record], path: str, *, title: str | None = None) -> None:
+    """Write a PNG: one row per operation, its cases by name along the axis.
+
+    Left, grouped bars of the time per call (log scale) for every backend —
+    solid the portable code, hatched the native kernel, a backend's colour the
+    same everywhere. Right, the portable/native time ratio per case with the
+    1× line (for matmul, the rate that the "% of peak" column divides by).
+    Flagged readings are drawn hollow with a ``?``. Needs matplotlib; no
+    global pyplot state is touched.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
+    timed = [r for r in records if r.seconds]
+    ops = [op for op in OPS if any(r.op == op for r in timed)]
+    backends = list(dict.fromkeys(r.backend for r in timed))
+    if not ops:
+        fig = Figure(figsize=(6, 2))
+        fig.text(0.5, 0.5, "no successful timings (see the table)", ha="center")
+        fig.savefig(path, dpi=100)
+        return
+    fig = Figure(figsize=(14, 0.6 + 3.9 * len(ops)), layout="constrained")
+    axes = fig.subplots(len(ops), 2, squeeze=False, width_ratios=(2.3, 1))
+    for row, op in enumerate(ops):
+        rows = [r for r in timed if r.op == op]
+        labels = list(dict.fromkeys(r.case for r in rows))
+        series = [
+            (b, impl)
+            for b in backends
+            for impl in ("portable", "native")
+            if any(r.backend == b and r.impl == impl for r in rows)
+        ]
+        left, right = axes[row]
+        _bars(
+            left,
+            labels,
+            [
+                (b, impl, {r.case: r for r in rows if (r.backend, r.impl) == (b, impl)})
+                for b, impl in series
+            ],
+            lambda r: 1e3 * float(r.seconds or 0.0),
+        )
+        _log_axis(left, "{:g}")
+        left.set_ylabel("ms per call (best)")
+        left.set_title(f"{op}: time per call", loc="left", fontsize=11)
+        if op == "matmul":
+            _bars(
+                right,
+                labels,
+                [(b, "native", {r.case: r for r in rows if r.backend == b}) for b in backends],
+                lambda r: float(r.gflops or 0.0),
+            )
+            right.set_ylabel("GFLOP/s")
+            right.set_title("matmul rate (the peak is the best)", loc="left", fontsize=11)
+            continue
+        ratios = [
+            (b, "portable", {r.case: r for r in rows if r.backend == b and r.ratio is not None})
+            for b in backends
+        ]
+        ratios = [s for s in ratios if s[2]]
+        if not ratios:
+            right.axis("off")
+            continue
+        _bars(right, labels, ratios, lambda r: float(r.ratio or 0.0), base=1.0)
+        _log_axis(right, "{:g}×")
+        right.axhline(1.0, color="black", lw=0.9)
+        right.set_ylabel("portable / native time")
+        right.set_title("portable / native (below 1: portable faster)", loc="left", fontsize=11)
+    handles = [Patch(facecolor=COLOURS.get(b, "grey"), label=b) for b in backends]
+    handles += [
+        Patch(facecolor="white", edgecolor="black", label="portable (solid)"),
+        Patch(facecolor="white", edgecolor="black", hatch="///", label="native (hatched)"),
+    ]
+    if any(r.flag for r in timed):
+        handles.append(Patch(facecolor="none", edgecolor="red", label="? suspect reading"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=12)
+    fig.savefig(path, dpi=100)
+
+
+def _bars(
+    ax: Any,
+    labels: list[str],
+    series: list[tuple[str, str, dict[str, Record]]],
+    value: Callable[[Record], float],
+    base: float = 0.0,
+) -> None:
+    """Grouped bars: one group per case label, one bar per (backend, impl) series.
+
+    Bars rise (or hang) from `base`: 1 for ratios, so a bar below the line is a
+    portable code that is faster.
+    """
+    width = 0.84 / max(len(series), 1)
+    for k, (backend, impl, by_case) in enumerate(series):
+        colour = COLOURS.get(backend, "grey")
+        for i, label in enumerate(labels):
+            r = by_case.get(label)
+            if r is None:
+                continue
+            x = i - 0.42 + width * (k + 0.5)
+            flagged = r.flag is not None
+            ax.bar(
+                x,
+                value(r) - base,
+                width,
+                bottom=base,
+                color="none" if flagged else colour,
+                edgecolor="red" if flagged else ("white" if impl == "portable" else colour),
+                hatch="///" if impl == "native" and not flagged else None,
+                alpha=1.0 if impl == "portable" else 0.55,
+                linewidth=0.6,
+            )
+            if flagged:
+                ax.annotate("?", (x, value(r)), ha="center", va="bottom", color="red")
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels([label.replace(" ", "\n", 1) for label in labels], fontsize=8.5)
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.grid(axis="y", which="major", alpha=0.3)
+    ax.set_axisbelow(True)
+
+
+def _log_axis(ax: Any, fmt: str) -> None:
+    """A log y axis labelled 1, 2, 5 per decade in plain numbers (no 3×10⁶ glyphs)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: fmt.format(float(f"{v:.3g}"))))
+    ax.yaxis.set_minor_formatter(NullFormatter())
