@@ -160,5 +160,6 @@ def _cupy(op: str, **_: Any) -> Kernel | None:
     import cupy
 
     if op == "matmul":
-        return cupy.matmul
+        matmul: Kernel = cupy.matmul  # cupy is untyped (Any) where it is not installed
+        return matmul
     return None

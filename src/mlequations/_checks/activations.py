@@ -14,7 +14,8 @@ def _logits(rng: np.random.Generator) -> tuple[np.ndarray]:
 
 def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
+    out: np.ndarray = e / e.sum(axis=axis, keepdims=True)
+    return out
 
 
 EQUATIONS = [

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from .._registry import Equation
 from ..attention import attention, multi_head_attention
 
 
-def _reference(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False):
+def _reference(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    mask: np.ndarray | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+) -> np.ndarray:
     """softmax(s Q Kᵀ + M) V in float64; rows with no allowed key give zeros."""
     if enable_gqa:
         group = q.shape[-3] // k.shape[-3]
@@ -25,10 +36,11 @@ def _reference(q, k, v, mask=None, is_causal=False, scale=None, enable_gqa=False
     top = scores.max(axis=-1, keepdims=True, initial=-np.inf)  # -inf without keys
     weights = np.exp(scores - np.where(np.isfinite(top), top, 0.0))
     total = weights.sum(axis=-1, keepdims=True)
-    return (weights / np.where(total > 0, total, 1.0)) @ v
+    out: np.ndarray = (weights / np.where(total > 0, total, 1.0)) @ v
+    return out
 
 
-def _qkv(heads_kv: int = 3):
+def _qkv(heads_kv: int = 3) -> Callable[[np.random.Generator], tuple[np.ndarray, ...]]:
     def make(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         return (
             rng.normal(size=(2, 3, 5, 4)),
@@ -52,24 +64,28 @@ def _mha_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
     return (x, rng.normal(size=(2, 7, 6)), rng.normal(size=(2, 7, 6)), *weights, *biases)
 
 
-def _mha(xq, xk, xv, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, num_heads=2):
-    def heads(x, w, b):
+def _mha(*arrays: np.ndarray, num_heads: int = 2) -> np.ndarray:
+    xq, xk, xv, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o = arrays
+
+    def heads(x: np.ndarray, w: np.ndarray, b: np.ndarray) -> np.ndarray:
         y = x @ w.T + b
         return np.swapaxes(y.reshape(*y.shape[:-1], num_heads, y.shape[-1] // num_heads), -2, -3)
 
     o = _reference(heads(xq, w_q, b_q), heads(xk, w_k, b_k), heads(xv, w_v, b_v))
     o = np.swapaxes(o, -2, -3)
-    return o.reshape(*o.shape[:-2], o.shape[-2] * o.shape[-1]) @ w_o.T + b_o
+    y: np.ndarray = o.reshape(*o.shape[:-2], o.shape[-2] * o.shape[-1]) @ w_o.T + b_o
+    return y
 
 
-def _mha_portable(xq, xk, xv, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o, *, num_heads, xp=None):
+def _mha_portable(*arrays: Any, num_heads: int, xp: Any = None) -> Any:
+    xq, xk, xv, w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o = arrays
     return multi_head_attention(
         xq, xk, xv, num_heads=num_heads, w_q=w_q, w_k=w_k, w_v=w_v, w_o=w_o,
         b_q=b_q, b_k=b_k, b_v=b_v, b_o=b_o, xp=xp,
     )  # fmt: skip
 
 
-def _masked(q, k, v, mask, **options):
+def _masked(q: Any, k: Any, v: Any, mask: Any, **options: Any) -> Any:
     return attention(q, k, v, mask=mask, **options)
 
 
