@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import itertools
 import os
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -368,6 +368,79 @@ class TestCrossEntropyLoss:
         expected = torch_ce(zs, INDICES, label_smoothing=0.1)
         out = backend.call(mle.cross_entropy_loss, z, t, label_smoothing=0.1)
         assert_close(out, expected, backend, half_dtype)
+
+
+class TestNegativeClassWeights:
+    """Issue 22: the weighted mean is Σ w l / Σ w whatever the signs, as in torch.
+
+    ``total > 0`` made every negative total NaN. Only Σ w = 0 divides by zero: the
+    IEEE quotient (±inf), and with label smoothing torch's sum of two such
+    quotients (NaN where their signs differ).
+    """
+
+    LOGITS = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0], [-2.0, 0.25, 1.5]])
+    CASES: ClassVar[dict[str, tuple[np.ndarray, np.ndarray, int | None]]] = {
+        # The issue's weights: all negative, both targets of class 0.
+        "all-negative": (np.array([-8.48, -1.77, -4.32]), np.array([0, 0, 2]), None),
+        "mixed-signs": (np.array([2.5, -0.75, 1.25]), np.array([1, 0, 1]), None),
+        "mixed-ignored": (np.array([-2.5, 0.75, -1.25]), np.array([1, 2, 0]), 1),
+        # Σ w_t = 1.5 - 1.5 (class 2 ignored) = 0: torch divides by zero, -inf or NaN...
+        "cancelling": (np.array([1.5, -1.5, 4.0]), np.array([0, 1, 2]), 2),
+        # ... and +inf with label smoothing too, where both sums are positive.
+        "cancelling-positive": (np.array([-1.5, 1.5, 4.0]), np.array([0, 1, 2]), 2),
+    }
+
+    @pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+    @pytest.mark.parametrize("case", sorted(CASES))
+    def test_weighted_mean_matches_torch(self, backend, dtype, case, label_smoothing):
+        weight, target, ignore = self.CASES[case]
+        expected = torch_ce(
+            self.LOGITS,
+            target,
+            weight=weight,
+            label_smoothing=label_smoothing,
+            ignore_index=ignore,
+        )
+        z, w = _arrays(backend, dtype, self.LOGITS, weight)
+        out = backend.call(
+            _ce,
+            z,
+            backend.asarray(target),
+            w,
+            label_smoothing=label_smoothing,
+            ignore_index=ignore,
+        )
+        assert_close(out, expected, backend, dtype)
+
+    def test_the_issue_example_is_the_plain_mean(self, backend, dtype):
+        # Equal weights cancel out of Σ w l / Σ w: the unweighted mean of the losses.
+        weight, target = np.array([-8.48, -1.77, -4.32]), np.array([0, 0])
+        logits = self.LOGITS[:2]
+        log_p = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        expected = -log_p[np.arange(2), target].mean()
+        z, w = _arrays(backend, dtype, logits, weight)
+        assert_close(backend.call(_ce, z, backend.asarray(target), w), expected, backend, dtype)
+
+    @pytest.mark.parametrize("reduction", REDUCTIONS)
+    def test_binary_cross_entropies_with_negative_weights_match_torch(
+        self, backend, dtype, reduction
+    ):
+        weight = np.array([[-1.5], [0.5], [-0.25], [2.0]])  # (4, 1), broadcast over (4, 3)
+        pos_weight = np.array([-0.5, 2.0, -3.0])
+        p, y, w = _arrays(backend, dtype, P, Y, weight)
+        expected = torch_loss("binary_cross_entropy", P, Y, weight=weight, reduction=reduction)
+        assert_close(backend.call(_bce, p, y, w, reduction=reduction), expected, backend, dtype)
+        x, q = _arrays(backend, dtype, X, pos_weight)
+        expected = torch_loss(
+            "binary_cross_entropy_with_logits",
+            X,
+            Y,
+            weight=weight,
+            pos_weight=pos_weight,
+            reduction=reduction,
+        )
+        out = backend.call(_bce_logits, x, y, w, q, reduction=reduction)
+        assert_close(out, expected, backend, dtype)
 
 
 # -- errors ---------------------------------------------------------------------------------

@@ -362,7 +362,10 @@ def cross_entropy_loss(
         reduction: ``"mean"`` (default), ``"sum"`` or ``"none"`` (one loss
             per sample: the shape of `logits` without `axis`).
         label_smoothing: $\varepsilon \in [0, 1]$.
-        weight: Class weights $w$ of shape `(C,)`.
+        weight: Class weights $w$ of shape `(C,)`, of any sign: the weighted
+            mean is $\sum_n \ell_n / \sum_n w_{t_n}$ whatever the signs, and only
+            $\sum_n w_{t_n} = 0$ divides by zero — $\pm\infty$, or NaN for
+            $0/0$, as in torch.
         ignore_index: A class index whose samples are skipped (index targets
             only); ``None`` (default) skips none — torch's default is -100.
         xp: Array namespace; inferred from the arrays when omitted.
@@ -453,21 +456,43 @@ def cross_entropy_loss(
         hit = xp.logical_and(hit, kept[..., None])
     weighted_log_p = log_p if w is None else log_p * w  # (..., C)
     loss = xp.sum(xp.where(hit, -weighted_log_p, zero), axis=-1)  # (...), -w_t log p_t; +0
+    parts = [loss]  # the terms torch divides by Σ w_t one by one
     if eps:
         smooth = -xp.sum(weighted_log_p, axis=-1)  # (...)
         if kept is not None:
             smooth = xp.where(kept, smooth, zero)
-        loss = (1 - eps) * loss + (eps / n_classes) * smooth
+        parts = [(1 - eps) * loss, (eps / n_classes) * smooth]
+        loss = parts[0] + parts[1]
     if reduction == "mean":
         class_weight = xp.ones_like(log_p) if w is None else xp.broadcast_to(w, log_p.shape)
         total = xp.sum(xp.where(hit, class_weight, zero), keepdims=True)  # Σ w_t, counted
-        # No target counted (all ignored, or none at all): NaN as in torch, without 0 / 0.
-        counted = total > 0
-        safe = xp.where(counted, total, scalar(1.0, total, xp=xp))
-        mean = xp.where(counted, xp.sum(loss, keepdims=True) / safe, scalar(math.nan, safe, xp=xp))
-        mean = xp.reshape(mean, ())  # 0-d, also on NumPy
+        sums = [xp.sum(part, keepdims=True) for part in parts]  # each (1, ..., 1)
+        mean = xp.reshape(_divide(sums, total, xp), ())  # 0-d, also on NumPy
         return xp.astype(mean, out_dtype, copy=False)
     return xp.astype(_reduce(loss, reduction, xp), out_dtype, copy=False)
+
+
+def _divide(numerators: list[Array], denominator: Array, xp: Namespace) -> Array:
+    """``Σ_k numerators[k] / denominator``, as torch divides, without NumPy's warnings.
+
+    The weighted mean of :func:`cross_entropy_loss` divides by Σ w, which may be
+    negative (issue 22: a ``total > 0`` test made every negative total NaN where
+    torch gives Σ w l / Σ w). Only Σ w = 0 — no target counted, or weights that
+    cancel — divides by zero, and then each term is what IEEE 754 gives (torch's
+    total starts from +0, so x / 0 has the sign of x, and 0 / 0 is NaN); the terms'
+    sum is ±inf if they all have that sign, NaN otherwise (∞ − ∞, 0 · ∞, NaN).
+    """
+    nonzero = denominator != 0
+    safe = xp.where(nonzero, denominator, scalar(1.0, denominator, xp=xp))
+    quotient = numerators[0] / safe
+    positive, negative = numerators[0] > 0, numerators[0] < 0
+    for numerator in numerators[1:]:
+        quotient = quotient + numerator / safe
+        positive = xp.logical_and(positive, numerator > 0)
+        negative = xp.logical_and(negative, numerator < 0)
+    inf, nan = scalar(math.inf, quotient, xp=xp), scalar(math.nan, quotient, xp=xp)
+    by_zero = xp.where(positive, inf, xp.where(negative, -inf, nan))
+    return xp.where(nonzero, quotient, by_zero)
 
 
 def _soft_cross_entropy(log_p: Array, y: Array, w: Array | None, xp: Namespace) -> Array:
