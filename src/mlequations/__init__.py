@@ -6,7 +6,7 @@ array of that same library, on the same device, in the same floating dtype.
 """
 
 from .activations import log_softmax, logsumexp, sigmoid, softmax
-from .attention import attention, multi_head_attention
+from .attention import attention, attention_backward, multi_head_attention
 from .backprop import (
     linear_backward,
     linear_forward,
@@ -75,6 +75,7 @@ __all__ = [
     "adam",
     "alpha_bar",
     "attention",
+    "attention_backward",
     "bayes_rule",
     "bayesian_optimization",
     "binary_cross_entropy",

@@ -23,13 +23,16 @@ Three portable algorithms compute the same numbers:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
-from typing import NamedTuple
+import operator
+from typing import Any, NamedTuple
 
+from . import _autodiff
 from ._xp import Array, Namespace, device, exp2, float_dtypes, is_jax, namespace, scalar
 
-__all__ = ["attention", "multi_head_attention"]
+__all__ = ["AttentionGrads", "attention", "attention_backward", "multi_head_attention"]
 
 
 class _Plan(NamedTuple):
@@ -147,6 +150,106 @@ def attention(
     return _attention(query, key, value, mask, is_causal, scale, enable_gqa, block_size, None, xp)
 
 
+class AttentionGrads(NamedTuple):
+    """Gradients of attention: queries `dq`, keys `dk`, values `dv`, float mask `dmask`."""
+
+    dq: Array
+    dk: Array
+    dv: Array
+    dmask: Array | None
+
+
+def attention_backward(
+    dout: Array,
+    query: Array,
+    key: Array,
+    value: Array,
+    /,
+    *,
+    mask: Array | None = None,
+    is_causal: bool = False,
+    scale: float | None = None,
+    enable_gqa: bool = False,
+    block_size: int | None = None,
+    xp: Namespace | None = None,
+) -> AttentionGrads:
+    r"""Gradients of :func:`attention` from the gradient of its output, by the chain rule.
+
+    With $P = \operatorname{softmax}(S)$ the attention weights of the scores
+    $S = s\,Q K^\top + M$, and $dO = \partial L / \partial O$ (`dout`):
+
+    $$
+    dV = P^\top dO, \qquad dP = dO\, V^\top, \qquad
+    dS_{ij} = P_{ij} \left(dP_{ij} - D_i\right), \quad D_i = \sum_j P_{ij}\, dP_{ij}
+            = dO_i \cdot O_i ,
+    $$
+
+    $$
+    dQ = s\, dS\, K, \qquad dK = s\, dS^\top Q, \qquad dM = dS .
+    $$
+
+    The softmax couples a row only through $D_i$, and $D_i = dO_i \cdot O_i$
+    needs no $P$ at all. So nothing of size `L×S` is kept: the row
+    log-sum-exp $\ell_i$ of the scores gives back every weight,
+    $P_{ij} = e^{S_{ij} - \ell_i}$, and the tiles of the forward pass are
+    recomputed one at a time (FlashAttention-2's backward pass), with the
+    forward's `O(L·block)` memory. This is the backward pass that PyTorch's
+    autograd and `jax.grad` run through :func:`attention`; calling it directly
+    shows the chain rule at work. Key blocks entirely after the queries of a
+    block are skipped with `is_causal`; with grouped-query heads, `dk` and `dv`
+    are summed over each group without copying keys or values per query head;
+    a row with no key to attend has zero gradients.
+
+    Args:
+        dout: $\partial L / \partial O$, the shape of the attention output `(..., L, Ev)`.
+        query: As in :func:`attention`.
+        key: As in :func:`attention`.
+        value: As in :func:`attention`.
+        mask: As in :func:`attention`.
+        is_causal: As in :func:`attention`.
+        scale: As in :func:`attention`.
+        enable_gqa: As in :func:`attention`.
+        block_size: As in :func:`attention`: the tiles of both passes.
+        xp: Array namespace; inferred from the arrays when omitted.
+
+    Returns:
+        :class:`AttentionGrads` `(dq, dk, dv, dmask)` with the shapes and dtypes
+        of `query`, `key`, `value` and `mask` (summed over the axes they were
+        broadcast along); `dmask` is `None` unless `mask` is a float array.
+
+    Examples:
+        The gradient of the guide's example for $L = \sum O$: each row of
+        `dv` is a key's total attention weight, and `dq` agrees with a finite
+        difference:
+
+        >>> import numpy as np
+        >>> import mlequations as mle
+        >>> Q = np.asarray([[1.0, 0.0], [0.0, 1.0]])
+        >>> K = np.asarray([[1.0, 1.0], [1.0, 0.0]])
+        >>> V = np.asarray([[0.0, 1.0], [1.0, 2.0]])
+        >>> grads = mle.attention_backward(np.ones((2, 2)), Q, K, V)
+        >>> grads.dv
+        array([[1.16976155, 1.16976155],
+               [0.83023845, 0.83023845]])
+        >>> h = 1e-6
+        >>> nudged = mle.attention(Q + np.asarray([[0.0, h], [0.0, 0.0]]), K, V)
+        >>> float(grads.dq[0, 1]), float((nudged.sum() - mle.attention(Q, K, V).sum()) / h)
+        (-0.35355..., -0.35355...)
+
+    References:
+        Dao, T. (2023). FlashAttention-2: faster attention with better
+        parallelism and work partitioning. *ICLR 2024*.
+    """
+    xp = namespace(dout=dout, query=query, key=key, value=value, mask=mask, xp=xp)
+    static = _static(query, key, value, mask, is_causal, scale, enable_gqa, block_size, xp)
+    arrays = (query, key, value, mask)
+    out, saved = _forward(arrays, static)
+    if tuple(dout.shape) != tuple(out.shape):
+        raise ValueError(f"`dout` must have the output's shape {out.shape}, got {dout.shape}")
+    floating = mask is not None and xp.isdtype(mask.dtype, "real floating")
+    return AttentionGrads(*_backward(arrays, out, saved, dout, (True, True, True, floating), static))
+
+
 def _attention(
     query: Array,
     key: Array,
@@ -166,15 +269,56 @@ def _attention(
     `(b, None)` the query-blocked one, `(b, k)` the blockwise recurrence.
     """
     xp = namespace(query=query, key=key, value=value, mask=mask, xp=xp)
-    out_dtype, work = float_dtypes(xp, query=query, key=key, value=value)
-    L, S, E, G = _check(query, key, value, mask, enable_gqa, block_size, scale, xp)
-    plan = _Plan(*algorithm) if algorithm is not None else _choose(L, is_causal, block_size, xp)
+    static = _static(query, key, value, mask, is_causal, scale, enable_gqa, block_size, xp)
+    if algorithm is not None:
+        static = static._replace(plan=_Plan(*algorithm))
+    return _autodiff.apply(_forward, _backward, (query, key, value, mask), static, xp)
 
+
+class _Static(NamedTuple):
+    """Everything but the arrays that the forward and backward passes need."""
+
+    is_causal: bool
+    s: float  # the scale of the scores
+    G: int  # query heads per key/value head
+    plan: _Plan
+    out_dtype: object
+    work: object  # the dtype computed in: float32 for half precision
+    xp: Namespace
+
+
+def _static(
+    query: Array,
+    key: Array,
+    value: Array,
+    mask: Array | None,
+    is_causal: bool,
+    scale: float | None,
+    enable_gqa: bool,
+    block_size: int | None,
+    xp: Namespace,
+) -> _Static:
+    """Validate the inputs and decide the dtypes, the scale and the tiling."""
+    out_dtype, work = float_dtypes(xp, query=query, key=key, value=value)
+    L, _, E, G = _check(query, key, value, mask, enable_gqa, block_size, scale, xp)
     # With E = 0 every score is an empty dot product, 0 whatever the scale (as in torch).
     s = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
-    # The softmax runs in base 2, softmax(x) = 2^(x·log2 e - m) / Σ 2^(x·log2 e - m): exp2
-    # is 1.4-2.9x faster than exp (see _xp.exp2), and log2 e folds into the scale of Q.
-    q = xp.astype(query, work, copy=False) * (s * _LOG2_E)  # (..., Hq, L, E): not Q Kᵀ
+    plan = _choose(L, is_causal, block_size, xp)
+    return _Static(bool(is_causal), s, G, plan, out_dtype, work, xp)
+
+
+def _prepare(
+    arrays: tuple[Array, ...], static: _Static
+) -> tuple[Array, Array, Array, Array | None, bool]:
+    """Queries scaled to base 2 and split by key head, keys, values, mask; and emptiness.
+
+    The softmax runs in base 2, softmax(x) = 2^(x·log2 e - m) / Σ 2^(x·log2 e - m):
+    exp2 is 1.4-2.9x faster than exp (see _xp.exp2), and log2 e folds into the scale
+    of Q (L·E products, not L·S).
+    """
+    query, key, value, mask = arrays
+    xp, work, G = static.xp, static.work, static.G
+    q = xp.astype(query, work, copy=False) * (static.s * _LOG2_E)  # (..., Hq, L, E)
     k = xp.astype(key, work, copy=False)  # (..., Hkv, S, E)
     v = xp.astype(value, work, copy=False)  # (..., Hkv, S, Ev)
     # Query heads grouped by the key head they share: (..., Hkv, G, L, E); G = 1 without GQA.
@@ -182,35 +326,49 @@ def _attention(
     if mask is not None:
         bias = mask if xp.isdtype(mask.dtype, "bool") else xp.astype(mask, work, copy=False)
         mask = _split_heads(bias if bias.ndim >= 2 else xp.reshape(bias, (1, -1)), G, xp)
+    empty = (
+        key.shape[-2] == 0
+        or query.shape[-2] == 0
+        or any(0 in x.shape[:-2] for x in (query, key, value))
+    )
+    return q, k, v, mask, empty
+
+
+def _forward(arrays: tuple[Array, ...], static: _Static) -> tuple[Array, tuple[Array]]:
+    """The output `(..., Hq, L, Ev)`, and the row log-sum-exp for the backward pass.
+
+    The log-sum-exp `(..., Hq, L, 1)` is of the base-2 scores, +inf for a row with
+    no key to attend (so that 2^(score - lse) is 0 on every key of that row).
+    """
+    xp, G, plan = static.xp, static.G, static.plan
+    q, k, v, mask, empty = _prepare(arrays, static)
     kT = xp.matrix_transpose(k)  # (..., Hkv, E, S), a view
-    empty_batch = any(0 in x.shape[:-2] for x in (query, key, value))
-    if S == 0 or L == 0 or empty_batch:  # no key (rows fully masked: zeros), or nothing
+    L = q.shape[-2]
+    if empty:  # no key (rows fully masked: zeros), or nothing
         out = (_fold(q, G, L, xp) @ kT) @ v  # (..., Hkv, G·L, Ev)
         out = xp.reshape(out, (*out.shape[:-2], G, L, out.shape[-1]))
-        return xp.astype(_merge_heads(out, G, xp), out_dtype, copy=False)
-
-    if not plan.per_element:
-        out = _tiled(q, kT, v, mask, is_causal, G, plan, xp)  # (..., Hkv, G, L, Ev)
+        lse = xp.full((*out.shape[:-1], 1), math.inf, dtype=static.work, device=device(out))
+    elif not plan.per_element:
+        out, lse = _tiled(q, kT, v, mask, static.is_causal, G, plan, xp)  # (..., Hkv, G, L, ·)
     else:
-        batch = _broadcast(
-            {"query": q.shape[:-3], "key": kT.shape[:-2], "value": v.shape[:-2]}, "batch axes"
-        )
-        # One batch element at a time: the same tiles, each a single matrix product.
-        outs = [
+        # One batch element (one head of one sample) at a time: each tile one matrix product.
+        batch = _batch(q, kT, v)
+        parts = [
             _tiled(
                 _element(q, index, 3),  # (G, L, E)
                 _element(kT, index, 2),  # (E, S)
                 _element(v, index, 2),  # (S, Ev)
                 None if mask is None else _element(mask, index, 3),  # (G|1, L|1, S|1)
-                is_causal,
+                static.is_causal,
                 G,
                 plan,
                 xp,
             )
             for index in itertools.product(*(range(n) for n in batch))
         ]
-        out = xp.reshape(xp.stack(outs), (*batch, *outs[0].shape))  # (..., Hkv, G, L, Ev)
-    return xp.astype(_merge_heads(out, G, xp), out_dtype, copy=False)
+        out, lse = (_stack([part[i] for part in parts], batch, xp) for i in (0, 1))
+    out = xp.astype(_merge_heads(out, G, xp), static.out_dtype, copy=False)
+    return out, (_merge_heads(lse, G, xp),)
 
 
 def _choose(L: int, is_causal: bool, block_size: int | None, xp: Namespace) -> _Plan:
@@ -243,18 +401,21 @@ def _tiled(
     G: int,
     plan: _Plan,
     xp: Namespace,
-) -> Array:
-    """softmax(scores) @ v block by block: (..., G, L, E) queries → (..., G, L, Ev)."""
+) -> tuple[Array, Array]:
+    """softmax(scores) @ v block by block: (..., G, L, E) queries → (..., G, L, Ev) and lse."""
     L, S = q.shape[-2], kT.shape[-1]
     rows = L if plan.rows is None else min(plan.rows, L)
-    blocks = []
+    outs, lses = [], []
     for p0 in range(0, L, rows):
         p1 = min(p0 + rows, L)
         qt = _fold(q[..., p0:p1, :], G, p1 - p0, xp)  # (..., G·Lb, E)
         key_blocks = _key_blocks(S, p0, p1, is_causal, plan.keys)
-        out = _softmax_times(qt, kT, v, mask, is_causal, G, p0, p1, key_blocks, xp)
-        blocks.append(xp.reshape(out, (*out.shape[:-2], G, p1 - p0, out.shape[-1])))
-    return blocks[0] if len(blocks) == 1 else xp.concat(blocks, axis=-2)
+        out, lse = _softmax_times(qt, kT, v, mask, is_causal, G, p0, p1, key_blocks, xp)
+        outs.append(_unfold(out, G, xp))  # (..., G, Lb, Ev)
+        lses.append(_unfold(lse, G, xp))  # (..., G, Lb, 1)
+    if len(outs) == 1:
+        return outs[0], lses[0]
+    return xp.concat(outs, axis=-2), xp.concat(lses, axis=-2)
 
 
 def _key_blocks(
@@ -288,14 +449,15 @@ def _softmax_times(
     p1: int,
     key_blocks: list[tuple[int, int]],
     xp: Namespace,
-) -> Array:
-    """softmax(scores) @ v over key blocks, by the online-softmax recurrence.
+) -> tuple[Array, Array]:
+    """softmax(scores) @ v over key blocks, by the online-softmax recurrence; and the lse.
 
     The scores are in base 2 (see `_attention`). After each block, `m` is the
     running row maximum, `total` the sum of 2^(score - m) and `acc` the sum of
     2^(score - m) v over the keys seen so far; a new maximum rescales both by
     2^(m_old - m_new). With one block this is the plain formula, the row sums
-    applied to the `Lb×Ev` output rather than to the `Lb×Kb` probabilities.
+    applied to the `Lb×Ev` output rather than to the `Lb×Kb` probabilities. The
+    base-2 log-sum-exp of each row's scores, m + log2(total), comes out beside it.
     """
     # Only a mask can leave a row without a key: with `is_causal` alone, every query's
     # first block holds a key it sees. Without one, the guards below are skipped.
@@ -319,10 +481,13 @@ def _softmax_times(
             total = alpha * total + row_sum
             acc = alpha * acc + pv
         m = m_new
-    if not guarded:
-        return acc / total  # total ≥ 1: the row maximum contributes 2^0
-    # total is 0 only for a row that may see no key: its output is 0, not 0/0.
-    return acc / xp.where(total > 0, total, scalar(1.0, total, xp=xp))
+    if not guarded:  # total ≥ 1: the row maximum contributes 2^0
+        return acc / total, m + xp.log2(total)
+    # total is 0 only for a row that may see no key: its output is 0, not 0/0, and its
+    # log-sum-exp +inf, so that the backward pass's 2^(score - lse) is 0 there too.
+    seen = total > 0
+    total = xp.where(seen, total, scalar(1.0, total, xp=xp))
+    return acc / total, xp.where(seen, m + xp.log2(total), scalar(math.inf, total, xp=xp))
 
 
 def _scores(
@@ -356,6 +521,195 @@ def _scores(
     if allowed is not None:
         scores = xp.where(allowed, scores, scalar(-math.inf, scores, xp=xp))
     return scores
+
+
+def _backward(
+    arrays: tuple[Array, ...],
+    out: Array,
+    saved: tuple[Array, ...],
+    dout: Array,
+    needs: tuple[bool, ...],
+    static: _Static,
+) -> tuple[Array | None, ...]:
+    """The gradients of (query, key, value, mask) from dout, by recomputing the tiles.
+
+    FlashAttention-2's backward pass: with P = 2^(scores - lse) recomputed tile by
+    tile from the saved base-2 row log-sum-exp, and D = rowsum(dO ∘ O),
+
+        dV += Pᵀ dO,   dP = dO Vᵀ,   dS = P ∘ (dP - D),   dQ += s·dS K,   dK += s·dSᵀ Q,
+
+    and the gradient of a float mask is dS itself, summed over its broadcast axes.
+    """
+    query, key, value, mask = arrays
+    (lse,) = saved
+    xp, G, work = static.xp, static.G, static.work
+    q, k, v, m, empty = _prepare(arrays, static)
+    want_mask = m is not None and needs[3] and not xp.isdtype(m.dtype, "bool")
+    do = xp.astype(dout, work, copy=False)  # (..., Hq, L, Ev)
+    # D_i = Σ_j P_ij dP_ij = dO_i · O_i: the one term of the softmax's Jacobian that couples a row.
+    D = xp.sum(do * xp.astype(out, work, copy=False), axis=-1, keepdims=True)  # (..., Hq, L, 1)
+    do, D, lse = (_split_heads(a, G, xp) for a in (do, D, lse))  # (..., Hkv, G, L, ·)
+    rule = (static.is_causal, G, static.plan, want_mask, xp)
+    if empty:  # nothing was attended: every gradient is zero
+        dq, dk, dv = (xp.zeros_like(a) for a in (q, k, v))
+        dm = xp.zeros(m.shape, dtype=work, device=device(q)) if want_mask else None
+    elif not static.plan.per_element:
+        dq, dk, dv, dm = _tiled_backward(q, k, v, m, do, lse, D, *rule)
+    else:
+        batch = _batch(q, xp.matrix_transpose(k), v)
+        parts = [
+            _tiled_backward(
+                _element(q, index, 3),  # (G, L, E)
+                _element(k, index, 2),  # (S, E)
+                _element(v, index, 2),  # (S, Ev)
+                None if m is None else _element(m, index, 3),  # (G|1, L|1, S|1)
+                *(_element(a, index, 3) for a in (do, lse, D)),  # (G, L, ·)
+                *rule,
+            )
+            for index in itertools.product(*(range(n) for n in batch))
+        ]
+        dq, dk, dv = (_stack([part[i] for part in parts], batch, xp) for i in range(3))
+        dm = _stack([part[3] for part in parts], batch, xp) if want_mask else None
+    # The tiles used q·s·log2 e: dQ = s·Σ dS K, and dK = s·Σ dSᵀ Q = ln 2·Σ dSᵀ q.
+    dq = _merge_heads(_sum_to(dq, q.shape, xp), G, xp) * static.s
+    dk = _sum_to(dk, k.shape, xp) * math.log(2.0)
+    dv = _sum_to(dv, v.shape, xp)
+    grads = [
+        xp.astype(xp.reshape(g, a.shape), a.dtype, copy=False) if need else None
+        for g, a, need in zip((dq, dk, dv), (query, key, value), needs, strict=False)
+    ]
+    if want_mask:
+        grads.append(xp.astype(xp.reshape(_sum_to(dm, m.shape, xp), mask.shape), mask.dtype))
+    else:
+        grads.append(None)
+    return tuple(grads)
+
+
+def _tiled_backward(
+    q: Array,
+    k: Array,
+    v: Array,
+    mask: Array | None,
+    do: Array,
+    lse: Array,
+    D: Array,
+    is_causal: bool,
+    G: int,
+    plan: _Plan,
+    want_mask: bool,
+    xp: Namespace,
+) -> tuple[Array, Array, Array, Array | None]:
+    """Σ dS K `(..., G, L, E)`, Σ dSᵀ q `(..., S, E)`, dV `(..., S, Ev)` and d mask.
+
+    Key blocks outside, query blocks inside (FlashAttention-2's order): the
+    gradients of a key block are summed over the queries that see it, then set
+    aside; those of a query block are summed over the key blocks. With
+    `is_causal`, a key block after every query of a block is skipped.
+    """
+    L, S = q.shape[-2], k.shape[-2]
+    rows = L if plan.rows is None else min(plan.rows, L)
+    step = plan.keys or S
+    vT = xp.matrix_transpose(v)  # (..., Ev, S)
+    kT = xp.matrix_transpose(k)  # (..., E, S)
+    # Each query block folded once: (..., G·Lb, ·), its queries, dO, lse and D.
+    blocks = []
+    for p0 in range(0, L, rows):
+        p1 = min(p0 + rows, L)
+        blocks.append((p0, p1, *(_fold(a[..., p0:p1, :], G, p1 - p0, xp) for a in (q, do, lse, D))))
+    dq: list[Array | None] = [None] * len(blocks)
+    dks, dvs, dmask = [], [], {}
+    for c0 in range(0, S, step):
+        c1 = min(c0 + step, S)
+        dk = dv = None
+        for i, (p0, p1, qt, dot, lset, Dt) in enumerate(blocks):
+            if is_causal and c0 >= p1:  # every key of the block comes after every query
+                continue
+            scores = _scores(qt, kT, mask, is_causal, G, p0, p1, c0, c1, xp)  # (..., G·Lb, Kb)
+            p = exp2(scores - lset, xp)  # P, the attention weights (0 where masked)
+            dv_t = xp.matrix_transpose(p) @ dot  # (..., Kb, Ev)
+            ds = p * (dot @ vT[..., c0:c1] - Dt)  # dS = P ∘ (dP - D), (..., G·Lb, Kb)
+            dq_t = ds @ k[..., c0:c1, :]  # (..., G·Lb, E)
+            dk_t = xp.matrix_transpose(ds) @ qt  # (..., Kb, E): summed over the group
+            dq[i] = dq_t if dq[i] is None else dq[i] + dq_t
+            dk = dk_t if dk is None else dk + dk_t
+            dv = dv_t if dv is None else dv + dv_t
+            if want_mask:
+                dmask[i, c0] = _sum_to(_unfold(ds, G, xp), _tile_shape(mask, p1 - p0, c1 - c0), xp)
+        if dk is None:  # causal, S > L: no query sees these keys (block 0 always has one)
+            dk = xp.zeros_like(dks[0][..., : c1 - c0, :])
+            dv = xp.zeros_like(dvs[0][..., : c1 - c0, :])
+        dks.append(dk)
+        dvs.append(dv)
+    dq_full = xp.concat([_unfold(a, G, xp) for a in dq], axis=-2)
+    dm = _assemble(dmask, mask, blocks, S, step, xp) if want_mask else None
+    return dq_full, xp.concat(dks, axis=-2), xp.concat(dvs, axis=-2), dm
+
+
+def _tile_shape(mask: Array, rows: int, keys: int) -> tuple[int, ...]:
+    """The shape of `mask`'s part in a tile of `rows` queries by `keys` keys."""
+    *lead, Lm, Sm = mask.shape
+    return (*lead, rows if Lm != 1 else 1, keys if Sm != 1 else 1)
+
+
+def _assemble(
+    pieces: dict[tuple[int, int], Array],
+    mask: Array,
+    blocks: list[tuple[Any, ...]],
+    S: int,
+    step: int,
+    xp: Namespace,
+) -> Array:
+    """The mask gradient from its tiles.
+
+    Tiles are joined along the axes the mask has in full and summed along its
+    broadcast ones; a tile that causality skipped is zero.
+    """
+    like = pieces[0, 0]  # the first tile is never skipped
+    rows = []
+    for i, (p0, p1, *_) in enumerate(blocks):
+        cols = []
+        for c0 in range(0, S, step):
+            tile = pieces.get((i, c0))
+            if tile is None:
+                shape = _tile_shape(mask, p1 - p0, min(c0 + step, S) - c0)
+                tile = xp.zeros(shape, dtype=like.dtype, device=device(like))
+            cols.append(tile)
+        rows.append(_join(cols, -1, mask.shape[-1] != 1, xp))
+    return _join(rows, -2, mask.shape[-2] != 1, xp)
+
+
+def _join(parts: list[Array], axis: int, full: bool, xp: Namespace) -> Array:
+    """Concatenate `parts` along `axis` if the mask has it in full, else sum them."""
+    if full:
+        return parts[0] if len(parts) == 1 else xp.concat(parts, axis=axis)
+    return functools.reduce(operator.add, parts)
+
+
+def _unfold(x: Array, G: int, xp: Namespace) -> Array:
+    """(..., G·rows, K) → (..., G, rows, K): the inverse of `_fold`."""
+    return xp.reshape(x, (*x.shape[:-2], G, x.shape[-2] // G, x.shape[-1]))
+
+
+def _batch(q: Array, kT: Array, v: Array) -> tuple[int, ...]:
+    """The broadcast batch axes of split queries, transposed keys and values."""
+    return _broadcast(
+        {"query": q.shape[:-3], "key": kT.shape[:-2], "value": v.shape[:-2]}, "batch axes"
+    )
+
+
+def _stack(parts: list[Array], batch: tuple[int, ...], xp: Namespace) -> Array:
+    """Per-element results, in `itertools.product` order, stacked into `(*batch, ...)`."""
+    return xp.reshape(xp.stack(parts), (*batch, *parts[0].shape))
+
+
+def _sum_to(x: Array, shape: tuple[int, ...], xp: Namespace) -> Array:
+    """`x` summed over the axes that broadcasting added to, or widened from, `shape`."""
+    lead = x.ndim - len(shape)
+    widened = (lead + i for i, n in enumerate(shape) if n == 1 and x.shape[lead + i] != 1)
+    axes = (*range(lead), *widened)
+    if axes:
+        x = xp.sum(x, axis=axes, keepdims=True)
+    return xp.reshape(x, tuple(shape))
 
 
 def _split_heads(x: Array, G: int, xp: Namespace) -> Array:

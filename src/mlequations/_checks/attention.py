@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .._registry import Equation
-from ..attention import attention, multi_head_attention
+from ..attention import attention, attention_backward, multi_head_attention
 
 
 def _reference(
@@ -38,6 +38,50 @@ def _reference(
     total = weights.sum(axis=-1, keepdims=True)
     out: np.ndarray = (weights / np.where(total > 0, total, 1.0)) @ v
     return out
+
+
+def _reference_backward(
+    dout: np.ndarray,
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    mask: np.ndarray,
+    is_causal: bool = False,
+    enable_gqa: bool = False,
+) -> tuple[np.ndarray, ...]:
+    """dQ, dK, dV and d mask of softmax(s Q Kᵀ + M) V by the dense chain rule, in float64.
+
+    The softmax's Jacobian term D = Σ_j P_ij dP_ij is taken as written, over the
+    full L×S weights (the portable code uses D = dO·O and never forms them).
+    """
+    G = q.shape[-3] // k.shape[-3] if enable_gqa else 1
+    kr, vr = np.repeat(k, G, axis=-3), np.repeat(v, G, axis=-3)
+    s = 1 / np.sqrt(q.shape[-1])
+    scores = s * q @ np.swapaxes(kr, -1, -2) + mask
+    if is_causal:
+        scores = np.where(np.tril(np.ones(scores.shape[-2:], dtype=bool)), scores, -np.inf)
+    top = scores.max(axis=-1, keepdims=True)
+    weights = np.exp(scores - np.where(np.isfinite(top), top, 0.0))
+    total = weights.sum(axis=-1, keepdims=True)
+    P = weights / np.where(total > 0, total, 1.0)  # (B, Hq, L, S)
+    dP = dout @ np.swapaxes(vr, -1, -2)
+    dS = P * (dP - np.sum(P * dP, axis=-1, keepdims=True))
+    dq = s * dS @ kr
+    dk = (s * np.swapaxes(dS, -1, -2) @ q).reshape(*k.shape[:-3], k.shape[-3], G, *k.shape[-2:])
+    dv = (np.swapaxes(P, -1, -2) @ dout).reshape(*v.shape[:-3], v.shape[-3], G, *v.shape[-2:])
+    dmask = dS.reshape(-1, *mask.shape).sum(axis=0)  # mask (L, S) broadcast over (B, Hq)
+    return dq, dk.sum(axis=-3), dv.sum(axis=-3), dmask
+
+
+def _backward_inputs(rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+    q, k, v = _qkv(heads_kv=1)(rng)
+    mask = rng.normal(size=(5, 6))
+    mask[2] = -np.inf  # a row with no key to attend: zero gradients
+    return rng.normal(size=(2, 3, 5, 3)), q, k, v, mask
+
+
+def _backward(dout: Any, q: Any, k: Any, v: Any, mask: Any, **options: Any) -> tuple[Any, ...]:
+    return tuple(attention_backward(dout, q, k, v, mask=mask, **options))
 
 
 def _qkv(heads_kv: int = 3) -> Callable[[np.random.Generator], tuple[np.ndarray, ...]]:
@@ -91,6 +135,14 @@ def _masked(q: Any, k: Any, v: Any, mask: Any, **options: Any) -> Any:
 
 EQUATIONS = [
     Equation("attention", attention, _qkv(), _reference),
+    Equation(
+        "attention_backward(float mask, is_causal, enable_gqa)",
+        _backward,
+        _backward_inputs,
+        _reference_backward,
+        options={"is_causal": True, "enable_gqa": True},
+        grad=False,
+    ),
     Equation(
         "attention(mask, is_causal)",
         _masked,

@@ -1,0 +1,53 @@
+"""The PyTorch half of the autodiff seam (see ``_autodiff.py``): one ``autograd.Function``.
+
+It lives in a module of its own so that importing mlequations never imports torch:
+``_autodiff.apply`` imports it on the first call with torch tensors. The class is
+defined once, at import, and takes the rule's two functions as arguments: a class
+built inside a traced call would break dynamo's graph.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+__all__ = ["Rule"]
+
+
+class Rule(torch.autograd.Function):
+    """``Rule.apply(forward, backward, static, *arrays)`` → ``(out, *saved)``."""
+
+    # torch.func.vmap runs the forward and backward passes batched: both are standard code.
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(forward: Any, backward: Any, static: Any, *arrays: Any) -> Any:
+        """Run the portable forward pass (autograd is off in here: nothing is recorded)."""
+        out, saved = forward(arrays, static)
+        return (out, *saved)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        """Keep the inputs, the output and the forward's saved arrays for the backward."""
+        _, backward, static, *arrays = inputs
+        out, *saved = output
+        ctx.backward, ctx.static, ctx.count = backward, static, len(arrays)
+        ctx.mark_non_differentiable(*saved)
+        ctx.save_for_backward(*arrays, out, *saved)
+
+    @staticmethod
+    def backward(ctx: Any, dout: Any, *_: Any) -> Any:
+        """Run the portable backward pass, which is not itself differentiable."""
+        if torch.is_grad_enabled():
+            # create_graph=True asks for a differentiable backward pass; returning one
+            # that is not would make every second-order term silently zero.
+            raise RuntimeError(
+                f"{ctx.backward.__module__.split('.')[-1]}: the backward pass is not "
+                "differentiable, so double backward (create_graph=True, gradient "
+                "penalties, MAML) is not supported"
+            )
+        tensors, n = ctx.saved_tensors, ctx.count
+        arrays, out, saved = tuple(tensors[:n]), tensors[n], tuple(tensors[n + 1 :])
+        needs = ctx.needs_input_grad[3:]
+        return (None, None, None, *ctx.backward(arrays, out, saved, dout, needs, ctx.static))
