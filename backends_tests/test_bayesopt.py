@@ -19,6 +19,7 @@ from sklearn.gaussian_process import GaussianProcessRegressor
 from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern
 
 import mlequations as mle
+from mlequations._backends import by_id
 
 from ._assert import assert_close
 from ._libs import jax_or_skip, torch_or_skip
@@ -250,6 +251,99 @@ class TestBayesianOptimization:
         assert isinstance(res.x, torch.Tensor)
         assert res.value.dtype == torch.float64
         assert abs(float(res.value) - _demo_maximum()[1]) < 1e-2
+
+
+# What an objective may return (issue 22): (library's backend id, shape, dtype) of the value.
+RETURNED = {
+    "python-float": (None, None, None),
+    "numpy-float64-scalar": ("numpy", "scalar", "float64"),
+    "numpy-float32-0d": ("numpy", (), "float32"),
+    "numpy-(1,)": ("numpy", (1,), "float64"),
+    "torch-0d": ("torch-cpu", (), "float64"),
+    "torch-(1,)-requires-grad": ("torch-cpu", (1,), "float64"),
+    "torch-float32-(1,1)": ("torch-cpu", (1, 1), "float32"),
+    "jax-0d": ("jax", (), "float64"),
+    "jax-(1,1)": ("jax", (1, 1), "float64"),
+    "strict-device1-(1,)": ("strict-device1", (1,), "float64"),
+    "dask-(1,)": ("dask", (1,), "float64"),
+}
+
+
+def _returned(kind: str, value: float):
+    """`value` as the objective of case `kind` returns it (another library's number)."""
+    backend_id, shape, dtype = RETURNED[kind]
+    if backend_id is None:
+        return value
+    if shape == "scalar":
+        return np.float64(value)
+    lib = by_id(backend_id)
+    if lib.skip_reason():
+        pytest.skip(lib.skip_reason())
+    out = lib.asarray(np.full(shape, value), dtype)
+    return out.requires_grad_(True) if kind.endswith("requires-grad") else out
+
+
+def _bowl(x: np.ndarray) -> float:
+    return float(-((x[0] - 0.3) ** 2) - (x[1] + 0.2) ** 2)
+
+
+class TestObjectiveValues:
+    """Issue 22: the driver loop is eager, so the objective may return any one real number.
+
+    A torch tensor returned from a NumPy run failed with "'Tensor' object has no
+    attribute 'astype'". Each run's history is compared with the objective
+    evaluated in plain float64 NumPy at the points the run chose.
+    """
+
+    @pytest.mark.skip_xp_backend("torch-meta", reason="the loop evaluates the objective: values")
+    @pytest.mark.skip_xp_backend("jax-jit", reason="an eager driver loop; not traced by design")
+    @pytest.mark.skip_xp_backend("dask", reason="an eager driver loop; not lazy by design")
+    @pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad:UserWarning")
+    @pytest.mark.parametrize("kind", sorted(RETURNED))
+    def test_any_librarys_one_element_value(self, backend, kind):
+        dtype = backend.dtypes()[-1]
+        bounds = backend.asarray(np.array([[0.0, 1.0], [-1.0, 1.0]]), dtype)
+
+        def objective(x):
+            return _returned(kind, _bowl(backend.to_numpy(x)))
+
+        res = backend.call(mle.bayesian_optimization, objective, bounds, n_init=3, n_iter=2)
+        points = backend.to_numpy(res.x_history)
+        returned_dtype = RETURNED[kind][2] or "float64"
+        expected = np.asarray([_bowl(p) for p in points]).astype(returned_dtype)
+        assert_close(res.y_history, expected, backend, dtype)
+        best = int(np.argmax(expected))
+        assert_close(res.value, expected[best], backend, dtype)
+        assert_close(res.x, points[best], backend, dtype)
+
+    @pytest.mark.parametrize(
+        ("returned", "described"),
+        [
+            (None, "NoneType None"),
+            ("0.5", "str '0.5'"),
+            ([0.5], "list [0.5]"),
+            (0.5 + 1j, "complex (0.5+1j)"),
+            (np.complex128(0.5 - 2j), "numpy.complex128"),
+        ],
+    )
+    def test_anything_else_is_a_type_error_naming_objective(self, returned, described):
+        with pytest.raises(TypeError, match="`objective` must return one real number") as info:
+            mle.bayesian_optimization(lambda x: returned, (0.0, 1.0), n_init=2, n_iter=0)
+        assert described in str(info.value)
+
+    def test_complex_or_valueless_arrays_are_type_errors(self):
+        torch = torch_or_skip()
+        for returned in [torch.tensor([1.0 + 2.0j]), torch.ones((1,), device="meta")]:
+            with pytest.raises(TypeError, match="`objective` must return one real number"):
+                mle.bayesian_optimization(lambda x, r=returned: r, (0.0, 1.0), n_init=1, n_iter=0)
+        with pytest.raises(TypeError, match=r"`objective` must return one real number.*complex128"):
+            mle.bayesian_optimization(
+                lambda x: torch.ones((1,), dtype=torch.complex128),
+                (0.0, 1.0),
+                xp=torch,
+                n_init=1,
+                n_iter=0,
+            )
 
 
 class TestBadInput:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import reprlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -673,8 +674,11 @@ def bayesian_optimization(
     SplitMix64 generator seeded with `seed`, in pure Python; the candidates
     $\mathcal{C}$ are an even grid of `n_candidates` points for $D = 1$ and
     further SplitMix64 points for $D > 1$. This is an eager driver loop: the
-    objective is called with a `(D,)` array and must return one number (a
-    float or a one-element array). It is not meant to be traced by ``jax.jit``.
+    objective is called with a `(D,)` array of the run's library and must
+    return one real number — anything ``float()`` reads: a Python number, a
+    NumPy scalar, or a one-element array of any library on any device (one of
+    the run's library and device stays there; others are read with
+    ``float()``). It is not meant to be traced by ``jax.jit``.
 
     Args:
         objective: The function $f$ to optimise, called as ``objective(x)``.
@@ -700,6 +704,14 @@ def bayesian_optimization(
 
     Returns:
         ``BayesOptResult(x, value, x_history, y_history, best_history)``.
+
+    Raises:
+        TypeError: `objective` is not callable, or returned something that is
+            not one real number (``None``, text, a list, a complex value, an
+            array without values such as torch's ``meta``); the message names
+            `objective` and shows what it returned.
+        ValueError: `objective` returned an array of more than one element, or
+            a bad `bounds`, `n_init`, `n_iter` or `n_candidates`.
 
     Examples:
         >>> import numpy as np
@@ -786,15 +798,52 @@ def bayesian_optimization(
 
 def _evaluate(objective: Callable[[Array], Any], x: Array, i: int, xp: Namespace, dt: Any,
               dev: Any) -> Array:  # fmt: skip
-    """``objective(x)`` as a one-element array of the run's library, dtype and device."""
+    """``objective(x)`` as a one-element array of the run's library, dtype and device.
+
+    The loop is eager by design, so the value may be anything ``float()`` reads:
+    a Python number, a NumPy scalar, or a one-element real array of any library
+    on any device (issue 22: a torch tensor returned from a NumPy run failed in
+    ``astype``). An array of the run's own library on its device stays there, with
+    no trip through the host; any other value is read with ``float()``.
+    """
     value = objective(x)
-    if hasattr(value, "shape"):
-        if math.prod(value.shape) != 1:
-            raise ValueError(
-                f"`objective` must return one number, got shape {tuple(value.shape)} "
-                f"at evaluation {i}"
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple) and math.prod(shape) != 1:  # torch.Size is a tuple
+        raise ValueError(
+            f"`objective` must return one number, got shape {tuple(shape)} at evaluation {i}"
+        )
+    if _same_array_library(value, xp, dev):
+        if not xp.isdtype(value.dtype, ("real floating", "integral", "bool")):
+            raise TypeError(
+                f"`objective` must return one real number, got an array of dtype "
+                f"{value.dtype} at evaluation {i}"
             )
-        value = xp.astype(value, dt, copy=False)
-    else:
-        value = xp.asarray(value, dtype=dt, device=dev)
-    return xp.reshape(value, (1,))
+        return xp.reshape(xp.astype(value, dt, copy=False), (1,))
+    # One element of a (1,) or (1, 1) array as 0-d: NumPy and JAX refuse float() of ndim > 0.
+    element = value[(0,) * len(shape)] if isinstance(shape, tuple) and shape else value
+    try:
+        if isinstance(value, str | bytes):  # complex("0.5") would parse it
+            raise TypeError("text is not a number")
+        # complex() rather than float(): NumPy's float() of a complex drops the
+        # imaginary part with only a warning; here a nonzero one is an error.
+        number = complex(element)
+        if number.imag != 0:
+            raise TypeError(f"a complex value, {number}")
+    except Warning:  # a warning turned error (-W error) is the caller's, not a bad value
+        raise
+    except Exception as exc:  # each library raises its own type (TypeError, RuntimeError, ...)
+        raise TypeError(
+            f"`objective` must return one real number (a Python number, a NumPy scalar or a "
+            f"one-element array), got {type(value).__module__}.{type(value).__qualname__} "
+            f"{reprlib.repr(value)} at evaluation {i}"
+        ) from exc
+    return xp.asarray([number.real], dtype=dt, device=dev)
+
+
+def _same_array_library(value: Any, xp: Namespace, dev: Any) -> bool:
+    """Whether `value` is an array of namespace `xp` on device `dev`."""
+    try:
+        own = namespace(value=value)
+    except (TypeError, ValueError):  # not an array (a number, None, a list, ...)
+        return False
+    return own is xp and _device(value) == dev
