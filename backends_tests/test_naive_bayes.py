@@ -105,12 +105,13 @@ class TestMatchesScikitLearn:
 class TestEagerFitTracedPredict:
     """``fit`` discovers the classes eagerly; ``predict*`` then run as users run them."""
 
-    @pytest.mark.skip_xp_backend("dask", reason="class discovery needs concrete values (lazy)")
     @pytest.mark.skip_xp_backend("torch-meta", reason="class discovery needs values (meta)")
     def test_fit_then_predict(self, backend, dtype):
         X_train, X_test, y_train, y_test, _ = _data("iris")
         oracle = _oracle("iris")
-        # Outside backend.call: eager, as a user fits. (jax-jit: predict_proba is jitted.)
+        # Outside backend.call: eager, as a user fits. (jax-jit: predict_proba is jitted;
+        # Dask: fit computes the classes once, and backend.call fails any computation in
+        # predict*, which must stay lazy — issue 22.)
         model = mle.GaussianNaiveBayes().fit(
             backend.asarray(X_train, dtype), backend.asarray(y_train)
         )
@@ -131,7 +132,7 @@ class TestEagerFitTracedPredict:
         accuracy = backend.call(model.score, X, backend.asarray(y_test))
         assert_close(accuracy, oracle.score(X_test, y_test), backend, dtype)
 
-    @pytest.mark.parametrize("backend_id", ["strict-strictest", "dask", "jax-jit", "torch-meta"])
+    @pytest.mark.parametrize("backend_id", ["strict-strictest", "jax-jit", "torch-meta"])
     def test_discovery_where_impossible_asks_for_classes(self, backend_id):
         backend = by_id(backend_id)
         if backend.skip_reason():
@@ -140,6 +141,38 @@ class TestEagerFitTracedPredict:
         y = backend.asarray(np.asarray([0, 1, 0, 1]))
         with pytest.raises(ValueError, match="pass the sorted labels as `classes=`"):
             backend.call(lambda X, y: mle.GaussianNaiveBayes().fit(X, y).theta_, X, y)
+
+    @pytest.mark.parametrize("classes_given", [False, True])
+    def test_dask_fit_computes_the_classes_once_and_predict_stays_lazy(self, classes_given):
+        """Issue 22: without ``classes=``, one computation of ``unique_values(y)``; with it,
+        none. Labels 7, -2, 30 (unsorted, negative, sparse) against scikit-learn."""
+        backend = by_id("dask")
+        if backend.skip_reason():
+            pytest.skip(backend.skip_reason())
+        import dask
+
+        X_train, X_test, y_train, _, _ = _data("iris")
+        labels = np.asarray([7, -2, 30])[y_train]
+        oracle = GaussianNB().fit(X_train, labels)
+        computed = []
+
+        def counting(dsk, keys, **kwargs):
+            computed.append(keys)
+            return dask.get(dsk, keys, **kwargs)
+
+        X, y = backend.asarray(X_train, "float64"), backend.asarray(labels)
+        classes = backend.asarray(np.unique(labels)) if classes_given else None
+        with dask.config.set(scheduler=counting):
+            model = mle.GaussianNaiveBayes().fit(X, y, classes=classes)
+            proba = model.predict_proba(backend.asarray(X_test, "float64"))
+            predicted = model.predict(backend.asarray(X_test, "float64"))
+        assert len(computed) == (0 if classes_given else 1), computed
+        assert model.classes_.shape == (3,)  # a known length: nothing after fit computes
+        np.testing.assert_array_equal(backend.to_numpy(model.classes_), oracle.classes_)
+        assert_close(model.theta_, oracle.theta_, backend, "float64")
+        assert_close(model.var_, oracle.var_, backend, "float64")
+        assert_close(proba, oracle.predict_proba(X_test), backend, "float64", rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(backend.to_numpy(predicted), oracle.predict(X_test))
 
     def test_jax_jit_of_bound_methods_and_grad(self):
         jax = jax_or_skip()

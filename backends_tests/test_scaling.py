@@ -175,3 +175,51 @@ def test_sharded_jax_attention_and_conv2d_on_8_host_devices():
         assert "'batch'" in report[name]["spec"], report
         assert report[name]["shards"][0][0] == 2, report  # 16 samples / 8 devices
         assert report[name]["max_abs_diff"] <= 1e-5, report
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None,
+    reason="dask.distributed not installed (pip install 'mlequations[dask]')",
+)
+def test_gaussian_naive_bayes_finds_its_classes_on_a_local_cluster(dask_backend, monkeypatch):
+    """Issue 22: ``fit(X, y)`` on Dask without ``classes=`` runs one computation on the
+    cluster (the distinct labels), ``predict*`` none; results equal scikit-learn's."""
+    from dask.distributed import Client, LocalCluster
+    from sklearn.naive_bayes import GaussianNB
+
+    rng = np.random.default_rng(22)
+    labels = np.asarray([4, -1, 9])[rng.integers(0, 3, size=3000)]
+    X = rng.normal(size=(3000, 5)) + labels[:, None] / 4
+    da = dask_backend.module
+    Xd, yd = da.from_array(X, chunks=(500, -1)), da.from_array(labels, chunks=500)
+    with (
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            memory_limit="1GB",
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        computations = []
+        get = client.get
+
+        def counting(*args, **kwargs):
+            computations.append(args[1] if len(args) > 1 else kwargs.get("keys"))
+            return get(*args, **kwargs)
+
+        monkeypatch.setattr(client, "get", counting)
+        model = mle.GaussianNaiveBayes().fit(Xd, yd)
+        assert len(computations) == 1, computations  # unique_values(y), once
+        proba, predicted = model.predict_proba(Xd), model.predict(Xd)
+        assert len(computations) == 1, computations  # predict* stay lazy
+        assert model.classes_.shape == (3,)
+        assert proba.chunks[0] == Xd.chunks[0]  # per-chunk work, no gather
+        proba, predicted, theta = (a.compute() for a in (proba, predicted, model.theta_))
+    oracle = GaussianNB().fit(X, labels)
+    np.testing.assert_array_equal(model.classes_.compute(scheduler="sync"), oracle.classes_)
+    np.testing.assert_allclose(theta, oracle.theta_, rtol=1e-12)
+    np.testing.assert_allclose(proba, oracle.predict_proba(X), rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(predicted, oracle.predict(X))

@@ -61,12 +61,14 @@ class GaussianNaiveBayes:
 
     **Class discovery is eager.** Without ``classes=``, ``fit`` finds the
     classes with ``xp.unique_values(y)``, whose output shape depends on the
-    data: that needs concrete values, so it fails under ``jax.jit``, on Dask
-    (unknown length), on torch's ``meta`` device and under array-api-strict's
-    ``data_dependent_shapes=False``. Pass ``classes=`` (the sorted class labels,
-    an array of `y`'s library) to skip discovery; then ``fit`` is traceable
-    too. Labels that are not in ``classes`` are not checked (that would look at
-    values): their samples count for no class.
+    data: that needs concrete values, so it fails under ``jax.jit``, on torch's
+    ``meta`` device and under array-api-strict's ``data_dependent_shapes=False``.
+    On Dask it is the one eager step of ``fit``: the distinct labels are
+    computed once (as dask-ml's ``GaussianNB`` does), and the statistics and
+    every ``predict*`` stay lazy. Pass ``classes=`` (the sorted class labels,
+    an array of `y`'s library) to skip discovery; then ``fit`` is traceable and
+    computes nothing. Labels that are not in ``classes`` are not checked (that
+    would look at values): their samples count for no class.
 
     Args:
         var_smoothing: Fraction of the largest feature variance added to every
@@ -166,7 +168,8 @@ class GaussianNaiveBayes:
             y: Their labels, shape `(N,)`, integer, boolean or real.
             classes: The class labels, shape `(C,)`, sorted, of `y`'s library.
                 Without it the classes are discovered eagerly with
-                ``xp.unique_values(y)`` (see the class notes).
+                ``xp.unique_values(y)`` — on Dask, one computation over the
+                labels (see the class notes).
             xp: Array namespace; inferred from the inputs when omitted.
 
         Returns:
@@ -393,7 +396,14 @@ class GaussianNaiveBayes:
 
 
 def _discover_classes(y: Array, xp: Namespace) -> Array:
-    """The sorted distinct labels of `y`; eager, since the result's length depends on values."""
+    """The sorted distinct labels of `y`; eager, since the result's length depends on values.
+
+    On a lazy library (Dask) the length of ``unique_values(y)`` is unknown until
+    computed, so it is computed here, once — the one eager step of ``fit``, as
+    dask-ml's ``GaussianNB`` does (issue 22: it asked for ``classes=`` instead) —
+    and the labels come back as an array of `y`'s library with a known length,
+    so everything after it stays lazy.
+    """
     try:
         classes = xp.sort(xp.unique_values(y))
     except Exception as exc:  # jax tracers, torch meta, strict flags: each its own error type
@@ -403,8 +413,12 @@ def _discover_classes(y: Array, xp: Namespace) -> Array:
             "pass the sorted labels as `classes=`"
         ) from exc
     if not _known(classes.shape[0]):
-        raise ValueError(
-            "`y`: the number of classes is unknown on a lazy array library (unique_values has "
-            "a data-dependent length); pass the sorted labels as `classes=`"
-        )
+        compute = getattr(classes, "compute", None)  # a lazy array's own, one computation
+        if compute is None:
+            raise ValueError(
+                "`y`: the number of classes is unknown on this lazy array library "
+                "(unique_values has a data-dependent length); pass the sorted labels as "
+                "`classes=`"
+            )
+        classes = xp.asarray(compute(), device=device(y))  # (C,), C now known
     return classes
