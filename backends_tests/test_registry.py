@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from mlequations._registry import equations, run_check
+from mlequations._backends import by_id
+from mlequations._registry import Equation, equations, run_check
 
 EQUATIONS = equations()
 
@@ -24,3 +26,17 @@ def test_names_are_unique_and_public():
     assert len(names) == len(set(names))
     for name in names:
         assert name.split("(")[0] in mlequations.__all__, name
+
+
+def test_numpy_readonly_hands_read_only_inputs_and_catches_a_write():
+    backend = by_id("numpy-readonly")
+    assert not backend.asarray(np.ones(3), "float64").flags.writeable
+
+    def writes_its_input(x):
+        x[0] = 0.0  # the mistake this column exists to catch
+        return x
+
+    eq = Equation("writes", writes_its_input, lambda rng: (rng.normal(size=3),), lambda x: x)
+    result = run_check(eq, backend, "float64")
+    assert not result.ok
+    assert "read-only" in result.message

@@ -62,6 +62,8 @@ class Backend:
         gpu: Needs a GPU.
         half: Half-precision dtypes the backend has.
         float64: Whether the device has float64.
+        about: One line for the legends of ``mlequations check`` and ``info``:
+            what the column proves beyond the library's name.
     """
 
     id: str
@@ -74,6 +76,7 @@ class Backend:
     gpu: bool = False
     half: tuple[str, ...] = ()
     float64: bool = True
+    about: str = ""
 
     # -- availability -------------------------------------------------------------
     def skip_reason(self) -> str | None:
@@ -178,10 +181,9 @@ class Backend:
         if lib == "jax":
             import jax
 
-            x = module.asarray(a)
-            if target:
-                x = x.astype(self.dtype(target))
-            return jax.device_put(x, self.device)
+            # Cast on the host: an eager `astype` would compile one XLA conversion per
+            # shape, which is most of what eager JAX spends outside the equations.
+            return jax.device_put(a.astype(target) if target else a, self.device)
         if lib == "array_api_strict":
             return module.asarray(
                 a, dtype=self.dtype(target) if target else None, device=self.device
@@ -294,20 +296,68 @@ class Backend:
 
 
 BACKENDS: tuple[Backend, ...] = (
-    Backend("numpy", "numpy", half=("float16",)),
-    Backend("numpy-readonly", "numpy"),
-    Backend("strict", "array_api_strict"),
-    Backend("strict-device1", "array_api_strict", "device1"),
-    Backend("strict-no-float64", "array_api_strict", "no_float64", float64=False),
-    Backend("strict-strictest", "array_api_strict", strictest=True),
-    Backend("torch-cpu", "torch", "cpu", half=("float16", "bfloat16")),
-    Backend("torch-meta", "torch", "meta", values=False),
-    Backend("torch-cuda", "torch", "cuda", gpu=True, half=("float16", "bfloat16")),
-    Backend("jax", "jax", half=("float16", "bfloat16")),
-    Backend("jax-jit", "jax", jit=True, half=("float16", "bfloat16")),
-    Backend("jax-gpu", "jax", jit=True, gpu=True, half=("float16", "bfloat16")),
-    Backend("cupy", "cupy", gpu=True, half=("float16",)),
-    Backend("dask", "dask"),
+    Backend("numpy", "numpy", half=("float16",), about="NumPy, the embedded default"),
+    Backend(
+        "numpy-readonly",
+        "numpy",
+        readonly=True,
+        about="NumPy with read-only inputs: fails if an equation writes into its input",
+    ),
+    Backend("strict", "array_api_strict", about="array-api-strict: the standard and nothing else"),
+    Backend(
+        "strict-device1",
+        "array_api_strict",
+        "device1",
+        about="array-api-strict on a second device: fails on any array made on the default one",
+    ),
+    Backend(
+        "strict-no-float64",
+        "array_api_strict",
+        "no_float64",
+        float64=False,
+        about="array-api-strict on a device without float64 (float32 only)",
+    ),
+    Backend(
+        "strict-strictest",
+        "array_api_strict",
+        strictest=True,
+        about="array-api-strict without boolean indexing or data-dependent shapes",
+    ),
+    Backend("torch-cpu", "torch", "cpu", half=("float16", "bfloat16"), about="PyTorch on the CPU"),
+    Backend(
+        "torch-meta",
+        "torch",
+        "meta",
+        values=False,
+        about="PyTorch's meta device: shapes and dtypes, no values, so no check column "
+        "(device propagation is tested per chapter in backends_tests)",
+    ),
+    Backend(
+        "torch-cuda",
+        "torch",
+        "cuda",
+        gpu=True,
+        half=("float16", "bfloat16"),
+        about="PyTorch on a CUDA GPU",
+    ),
+    Backend("jax", "jax", half=("float16", "bfloat16"), about="JAX eager, operation by operation"),
+    Backend(
+        "jax-jit",
+        "jax",
+        jit=True,
+        half=("float16", "bfloat16"),
+        about="JAX, each call traced and compiled by jax.jit",
+    ),
+    Backend(
+        "jax-gpu",
+        "jax",
+        jit=True,
+        gpu=True,
+        half=("float16", "bfloat16"),
+        about="JAX under jax.jit on a GPU",
+    ),
+    Backend("cupy", "cupy", gpu=True, half=("float16",), about="CuPy on a CUDA GPU"),
+    Backend("dask", "dask", about="Dask arrays in two chunks: fails if a lazy equation computes"),
 )
 """Every backend the project knows, in the order tables list them."""
 
