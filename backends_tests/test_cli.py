@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import io
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +17,8 @@ import jsonschema
 import numpy as np
 import pytest
 
-from mlequations import _bench
+import mlequations
+from mlequations import _bench, cli
 from mlequations._backends import BACKENDS
 from mlequations.cli import main
 
@@ -30,11 +33,119 @@ def test_info_lists_every_backend(capsys):
     assert "no GPU" in out or "cuda" in out
 
 
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"mlequations {mlequations.__version__}"
+
+
+@pytest.mark.parametrize("command", [[], ["info"], ["check"], ["bench"]])
+def test_help_is_plain_text_and_lists_backend_ids(command, capsys):
+    with pytest.raises(SystemExit):
+        main([*command, "--help"])
+    out = capsys.readouterr().out
+    assert "``" not in out, out  # no raw reST
+    if command in (["check"], ["bench"]):
+        for backend in BACKENDS:
+            assert backend.id in re.findall(r"[\w-]+", out), backend.id  # unbroken at "-"
+
+
+def test_unknown_backend_is_an_error_that_lists_the_ids(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["check", "--backend", "nump"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unknown backend 'nump'" in err
+    assert all(backend.id in err for backend in BACKENDS)
+
+
+def test_info_aligns_long_device_names(capsys):
+    assert main(["info"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("backend "))
+    table = lines[header : header + 1 + len(BACKENDS)]
+    column = table[0].index("status")
+    for line in table[1:]:
+        assert line[column - 1] == " ", line
+        assert line[column] != " ", line
+    meta = next(line for line in table if line.startswith("torch-meta "))
+    if "skipped" not in meta:
+        assert "no `check` column" in meta
+
+
 def test_check_passes_and_prints_a_table(capsys):
-    assert main(["check", "--backend", "numpy", "--only", "softmax"]) == 0
+    assert main(["check", "--backend", "numpy", "--only", "softmax", "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     assert "softmax" in out
     assert "all passed" in out
+
+
+def test_check_footer_explains_every_column(capsys):
+    assert main(["check", "--backend", "numpy-readonly", "--only", "sigmoid", "--jobs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "numpy-readonly: NumPy with read-only inputs" in out
+
+
+def test_check_refuses_torch_meta_with_its_reason(capsys):
+    pytest.importorskip("torch")
+    assert main(["check", "--backend", "torch-meta", "--only", "sigmoid", "--jobs", "1"]) == 0
+    assert "skipped torch-meta: holds no values" in capsys.readouterr().out
+
+
+def test_check_in_worker_processes_agrees_with_one_process(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    args = ["check", "--backend", "numpy", "--backend", "strict", "--only", "softmax"]
+    assert main([*args, "--jobs", "1"]) == 0
+    one = capsys.readouterr()
+    assert main([*args, "--jobs", "2"]) == 0
+    two = capsys.readouterr()
+    table = [line for line in one.out.splitlines() if line.startswith("softmax")]
+    assert len(table) == 2
+    assert table == [line for line in two.out.splitlines() if line.startswith("softmax")]
+    # stderr is not a terminal here: plain lines, one as each backend starts and ends.
+    for backend_id in ("numpy", "strict"):
+        assert f"check: {backend_id} ..." in two.err
+        assert f"check: {backend_id} done" in two.err
+
+
+def test_python_dash_m_check_starts_its_workers(tmp_path):
+    # Workers are spawned, and import __main__ again: it must not rerun the command.
+    result = subprocess.run(
+        [sys.executable, "-m", "mlequations", "check", "--backend", "numpy",
+         "--only", "sigmoid", "--jobs", "2"],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+        env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("all passed") == 1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_names_backend_and_equation():
+    stream = _Terminal()
+    progress = cli._Progress([("jax", "float32"), ("jax", "float64")], 2, stream)
+    progress("start", "jax", "float32", "gp_posterior")
+    assert "0/4" in stream.getvalue()
+    assert "jax float32: gp_posterior" in stream.getvalue()
+    progress("done", "jax", "float32", "gp_posterior")
+    assert "1/4" in stream.getvalue().rsplit("\r", 1)[-1]
+    progress.close()
+
+
+def test_progress_without_a_terminal_prints_plain_lines():
+    stream = io.StringIO()
+    progress = cli._Progress([("dask", "float32")], 1, stream)
+    progress("start", "dask", "float32", "softmax")
+    progress("done", "dask", "float32", "softmax")
+    lines = stream.getvalue().splitlines()
+    assert lines[0] == "check: dask ..."
+    assert lines[1].startswith("check: dask done (")
+    assert "\r" not in stream.getvalue()
 
 
 def test_check_fails_loudly_on_a_wrong_equation(capsys, monkeypatch):
@@ -44,7 +155,7 @@ def test_check_fails_loudly_on_a_wrong_equation(capsys, monkeypatch):
     wrong = Equation("softmax", lambda x: x * 2.0, lambda rng: (rng.normal(size=3),), lambda x: x)
     monkeypatch.setattr(_registry, "equations", lambda: [wrong])
     monkeypatch.setattr("mlequations.cli.equations", lambda: [wrong])
-    assert main(["check", "--backend", "numpy"]) == 1
+    assert main(["check", "--backend", "numpy", "--jobs", "1"]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 

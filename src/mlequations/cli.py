@@ -1,10 +1,10 @@
-"""The command line: ``mlequations info``, ``mlequations check``, ``mlequations bench``.
+"""The command line: `mlequations info`, `mlequations check`, `mlequations bench`.
 
-``info`` lists the array libraries and devices found on this machine, with their
-versions. ``check`` runs every registered equation on every backend that can run
+`info` lists the array libraries and devices found on this machine, with their
+versions. `check` runs every registered equation on every backend that can run
 here, in float32 and float64, against an independent float64 NumPy reference,
 and prints one table; it exits 1 if any cell disagrees. With NumPy alone
-installed it still runs, showing the NumPy columns. ``bench`` times the hot
+installed it still runs, showing the NumPy columns. `bench` times the hot
 paths (attention, conv2d, softmax, and matmul as the roofline) on every backend
 and device present, the portable code beside each backend's native kernel.
 """
@@ -12,17 +12,25 @@ and device present, the portable code beside each backend's native kernel.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
 import importlib.metadata
 import json
+import multiprocessing
+import os
 import platform
+import queue
+import shutil
 import sys
-from collections.abc import Sequence
+import textwrap
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any, TextIO
 
-from . import _bench
+from . import __version__, _bench
 from ._backends import BACKENDS, FLOAT_DTYPES, Backend, by_id
-from ._registry import CheckResult, equations, run_check
+from ._registry import CheckResult, Equation, equations, run_check
 
 __all__ = ["main"]
 
@@ -44,19 +52,27 @@ def _version(library: str) -> str:
 
 
 def _info(_: argparse.Namespace) -> int:
-    print(f"mlequations {importlib.metadata.version('mlequations')}")
+    print(f"mlequations {__version__}")
     for name in ("array-api-compat", "array-api-extra"):
         print(f"{name} {importlib.metadata.version(name)}")
     print()
-    print(f"{'backend':<20} {'library':<18} {'version':<14} {'device':<28} status")
+    rows = [("backend", "library", "version", "device", "status")]
     for backend in BACKENDS:
         reason = backend.skip_reason()
         device = "-" if reason else str(backend.device or ("gpu" if backend.gpu else "cpu"))
-        status = "available" if reason is None else f"skipped: {reason}"
-        print(
-            f"{backend.id:<20} {backend.library:<18} {_version(backend.library):<14} "
-            f"{device:<28} {status}"
-        )
+        if reason is not None:
+            status = f"skipped: {reason}"
+        elif not backend.values:
+            status = "available, no `check` column: holds no values to compare"
+        else:
+            status = "available"
+        rows.append((backend.id, backend.library, _version(backend.library), device, status))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=False)), row[4])
+    print()
+    for backend in BACKENDS:
+        print(f"{backend.id + ':':<{widths[0] + 2}}{backend.about}")
     return 0
 
 
@@ -65,6 +81,8 @@ def _runnable(ids: Sequence[str] | None) -> tuple[list[Backend], list[tuple[str,
     runnable, skipped = [], []
     for backend in chosen:
         reason = backend.skip_reason()
+        if reason is None and not backend.values:
+            reason = "holds no values to compare (device propagation is tested per chapter)"
         if reason is None:
             runnable.append(backend)
         else:
@@ -81,26 +99,166 @@ def _cell(results: list[CheckResult]) -> str:
     return f"ok {max(errors):.0e}"
 
 
+# -- running the check: one task per (backend, dtype), in worker processes -------------
+#
+# Nearly all of the time goes to JAX compiling: eagerly, every operation is
+# compiled once per shape and dtype (about 20-40 ms each on a small CPU, some
+# 2,500 compilations for the registry), and under `jax.jit` every call is one
+# larger compilation. Two things cut that without changing what is compared:
+# the float32 and float64 halves (which share no compilation) run in parallel
+# worker processes, one per core, and JAX's persistent compilation cache keeps
+# the compiled operations in the user's cache directory, so that a second
+# `mlequations check` loads them instead of compiling again.
+
+_Report = Callable[[str, str, str, str], None]  # (event, backend id, dtype, equation)
+
+# Rough relative cost of one (backend, dtype) task: longest first keeps both cores
+# busy to the end (the measured shares of a full check, 2 cores, no GPU).
+_COST = {"jax": 40.0, "jax-jit": 12.0, "dask": 5.0, "torch-cpu": 1.0}
+
+
+def _jax_cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mlequations" / f"jax-{_version('jax')}"
+
+
+def _use_jax_cache(directory: str) -> None:
+    """Keep every compilation, however small: eager JAX compiles thousands of tiny ones."""
+    import jax
+
+    config: Any = jax.config  # its `update` is untyped
+    config.update("jax_compilation_cache_dir", directory)
+    config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _check_task(
+    backend_id: str, dtype: str, names: Sequence[str], cache: str | None, report: _Report
+) -> list[CheckResult]:
+    backend = by_id(backend_id)
+    if cache is not None and backend.library == "jax":
+        _use_jax_cache(cache)
+    wanted = set(names)
+    results = []
+    for eq in equations():
+        if eq.name in wanted:
+            report("start", backend_id, dtype, eq.name)
+            results.append(run_check(eq, backend, dtype))
+            report("done", backend_id, dtype, eq.name)
+    return results
+
+
+_QUEUE: Any = None
+
+
+def _worker_init(events: Any) -> None:
+    global _QUEUE
+    _QUEUE = events
+
+
+def _worker_task(
+    backend_id: str, dtype: str, names: Sequence[str], cache: str | None
+) -> list[CheckResult]:
+    def report(event: str, backend_id: str, dtype: str, name: str) -> None:
+        _QUEUE.put((event, backend_id, dtype, name))
+
+    return _check_task(backend_id, dtype, names, cache, report)
+
+
+class _Progress:
+    """A one-line bar on a terminal; otherwise a plain line as each backend starts and ends."""
+
+    def __init__(self, tasks: list[tuple[str, str]], per_task: int, stream: TextIO) -> None:
+        self.stream, self.tty = stream, stream.isatty()
+        self.total, self.done = len(tasks) * per_task, 0
+        self.left = {backend_id: per_task * len([t for t in tasks if t[0] == backend_id])
+                     for backend_id, _ in tasks}  # fmt: skip
+        self.started: dict[str, float] = {}
+        self.running: dict[tuple[str, str], str] = {}
+
+    def __call__(self, event: str, backend_id: str, dtype: str, name: str) -> None:
+        if backend_id not in self.started:
+            self.started[backend_id] = time.perf_counter()
+            if not self.tty:
+                print(f"check: {backend_id} ...", file=self.stream, flush=True)
+        if event == "start":
+            self.running[(backend_id, dtype)] = name
+        else:
+            self.running.pop((backend_id, dtype), None)
+            self.done += 1
+            self.left[backend_id] -= 1
+            if not self.left[backend_id] and not self.tty:
+                seconds = time.perf_counter() - self.started[backend_id]
+                print(f"check: {backend_id} done ({seconds:.1f} s)", file=self.stream, flush=True)
+        if self.tty:
+            self._draw()
+
+    def _draw(self) -> None:
+        columns = shutil.get_terminal_size().columns
+        width = 24
+        filled = width * self.done // max(self.total, 1)
+        now = ", ".join(f"{b} {d}: {n}" for (b, d), n in self.running.items())
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {now}"
+        print(f"\r{line[: columns - 1]:<{columns - 1}}", end="", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty:
+            print(f"\r{' ' * (shutil.get_terminal_size().columns - 1)}\r", end="", file=self.stream)
+
+
+def _run_tasks(
+    tasks: list[tuple[str, str]], names: list[str], jobs: int, cache: str | None, report: _Report
+) -> list[CheckResult]:
+    if jobs <= 1 or len(tasks) <= 1:
+        return [r for b, d in tasks for r in _check_task(b, d, names, cache, report)]
+    # spawn, not fork: the parent has imported JAX and torch, whose threads do not survive a fork.
+    context = multiprocessing.get_context("spawn")
+    events = context.Queue()
+    with concurrent.futures.ProcessPoolExecutor(
+        min(jobs, len(tasks)), mp_context=context, initializer=_worker_init, initargs=(events,)
+    ) as pool:
+        futures = [pool.submit(_worker_task, b, d, names, cache) for b, d in tasks]
+        pending = set(futures)
+        while pending:
+            _, pending = concurrent.futures.wait(pending, timeout=0.1)
+            while True:
+                try:
+                    report(*events.get(timeout=0.01 if pending else 0.5))
+                except queue.Empty:
+                    break
+        return [r for future in futures for r in future.result()]
+
+
 def _check(args: argparse.Namespace) -> int:
     backends, skipped = _runnable(args.backend)
     dtypes = args.dtype or list(FLOAT_DTYPES)
-    entries = [e for e in equations() if not args.only or e.name.split("(")[0] in args.only]
-    failures: list[CheckResult] = []
-    rows = []
-    for eq in entries:
-        cells = []
-        for backend in backends:
-            results = [run_check(eq, backend, d) for d in dtypes if d in backend.dtypes()]
-            failures += [r for r in results if not r.ok]
-            cells.append(_cell(results))
-        rows.append((eq.name, cells))
-    width = max([len("equation"), *(len(name) for name, _ in rows)])
+    entries: list[Equation] = [
+        e for e in equations() if not args.only or e.name.split("(")[0] in args.only
+    ]
+    names = [e.name for e in entries]
+    tasks = [(b.id, d) for b in backends for d in dtypes if d in b.dtypes()]
+    order = sorted(tasks, key=lambda t: -_COST.get(t[0], 0.1))
+    cache = None if args.no_cache else str(_jax_cache_dir())
+    progress = _Progress(order, len(entries), sys.stderr)
+    jobs = args.jobs if args.jobs is not None else (os.cpu_count() or 1)
+    start = time.perf_counter()
+    try:
+        results = _run_tasks(order, names, jobs, cache, progress)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - start
+    by_cell: dict[tuple[str, str], list[CheckResult]] = {}
+    for r in results:
+        by_cell.setdefault((r.equation, r.backend), []).append(r)
+    failures = [r for r in results if not r.ok]
+    width = max([len("equation"), *(len(name) for name in names)])
     cols = [max(len(b.id), 9) for b in backends]
     print(
         f"{'equation':<{width}}  "
         + "  ".join(f"{b.id:<{w}}" for b, w in zip(backends, cols, strict=True))
     )
-    for name, cells in rows:
+    for name in names:
+        cells = [_cell(by_cell[(name, b.id)]) for b in backends]
         print(
             f"{name:<{width}}  " + "  ".join(f"{c:<{w}}" for c, w in zip(cells, cols, strict=True))
         )
@@ -108,6 +266,9 @@ def _check(args: argparse.Namespace) -> int:
         f"\ncells: 'ok <max abs error>' over {', '.join(dtypes)} against float64 NumPy; "
         "n/a = not supported by design (see the capability matrix)"
     )
+    pad = max([0, *(len(b.id) for b in backends)]) + 2
+    for backend in backends:
+        print(f"  {backend.id + ':':<{pad}}{backend.about}")
     for backend_id, reason in skipped:
         print(f"skipped {backend_id}: {reason}")
     for r in failures:
@@ -115,7 +276,8 @@ def _check(args: argparse.Namespace) -> int:
     total = len(entries) * len(backends)
     print(
         f"{len(entries)} equations x {len(backends)} backends: "
-        f"{'all passed' if not failures else f'{len(failures)} failures'} ({total} cells)"
+        f"{'all passed' if not failures else f'{len(failures)} failures'} ({total} cells) "
+        f"in {seconds:.1f} s"
     )
     return 1 if failures else 0
 
@@ -244,17 +406,54 @@ def _bench_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _backend_id(value: str) -> str:
+    """``--backend``'s type: a known id, or an error that lists them."""
+    try:
+        return by_id(value).id
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+_IDS = ", ".join(b.id for b in BACKENDS)
+
+
+class _Formatter(argparse.HelpFormatter):
+    """argparse's formatter, without breaking backend ids such as ``strict-device1``."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the ``mlequations`` command line; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="mlequations", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("info", help="list backends and devices with versions").set_defaults(run=_info)
-    check = sub.add_parser("check", help="every equation on every backend vs float64 NumPy")
+    """Run the `mlequations` command line; returns the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="mlequations",
+        description="The classic ML equations, written once against the Python array API "
+        "standard, checked on every array library installed here.",
+        epilog="Run 'mlequations COMMAND --help' for a command's options.",
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"mlequations {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser(
+        "info",
+        formatter_class=_Formatter,
+        help="list backends and devices with versions",
+        description="List the backends (library, device, mode) with versions and status.",
+    ).set_defaults(run=_info)
+    check = sub.add_parser(
+        "check",
+        formatter_class=_Formatter,
+        help="every equation on every backend vs float64 NumPy",
+        description="Run every registered equation on every backend present, in float32 and "
+        "float64, against an independent float64 NumPy reference; exit 1 on any disagreement.",
+    )
     check.add_argument(
         "--backend",
         action="append",
         metavar="ID",
-        help="backend id to run (repeatable); default: all available",
+        type=_backend_id,
+        help=f"backend id to run (repeatable); default: all available. Ids: {_IDS}",
     )
     check.add_argument(
         "--dtype",
@@ -265,13 +464,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument(
         "--only", action="append", metavar="NAME", help="equation to run (repeatable); default: all"
     )
+    check.add_argument(
+        "--jobs",
+        type=int,
+        metavar="N",
+        help="worker processes (default: one per CPU core; 1 runs everything in this process)",
+    )
+    check.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="do not keep JAX's compiled operations in the user's cache directory "
+        "(by default a later check loads them instead of compiling again)",
+    )
     check.set_defaults(run=_check)
-    bench = sub.add_parser("bench", help="time the hot paths, portable vs native, per backend")
+    bench = sub.add_parser(
+        "bench",
+        formatter_class=_Formatter,
+        help="time the hot paths, portable vs native, per backend",
+        description="Time attention, conv2d and softmax (and matmul as the roofline), the "
+        "portable code beside each backend's native kernel.",
+    )
     bench.add_argument(
         "--backend",
         action="append",
         metavar="ID",
-        help=f"backend id (repeatable); default: {', '.join(BENCH_BACKENDS)}",
+        type=_backend_id,
+        help=f"backend id (repeatable); default: {', '.join(BENCH_BACKENDS)}. Ids: {_IDS}",
     )
     bench.add_argument(
         "--op",
