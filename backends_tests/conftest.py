@@ -12,6 +12,10 @@ A backend whose library is missing is skipped with its reason, GPU backends
 with "no GPU". Set ``MLEQUATIONS_REQUIRE=torch,jax,...`` (as ``.ci/run`` does)
 to turn a missing library into a failure: CI must never pass by skipping.
 
+The GPU cases of a machine without one are counted in one line of ``pytest -ra``'s
+summary, instead of one line per test and backend (``mlequations info`` gives each
+backend's reason).
+
 Markers: ``@pytest.mark.skip_xp_backend("dask", reason=...)`` and
 ``@pytest.mark.xfail_xp_backend("jax-jit", reason=...)`` take a backend id or a
 library name and record a documented exception.
@@ -20,6 +24,7 @@ library name and record a documented exception.
 from __future__ import annotations
 
 import os
+from collections.abc import Generator
 
 import pytest
 
@@ -62,6 +67,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         )
     else:
         metafunc.parametrize("backend", BACKENDS, indirect=True, ids=[b.id for b in BACKENDS])
+
+
+_NO_GPU = "no GPU"
+_GPU_IDS = ", ".join(b.id for b in BACKENDS if b.gpu)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """Give every "no GPU" skip one location and reason, so ``-ra`` folds them into one line."""
+    report = yield
+    longrepr = report.longrepr
+    if report.skipped and isinstance(longrepr, tuple) and len(longrepr) == 3:
+        message = str(longrepr[2])
+        if message.removeprefix("Skipped: ").startswith(_NO_GPU):
+            report.longrepr = (
+                __file__,
+                None,
+                f"Skipped: {_NO_GPU} on this machine: the {_GPU_IDS} cases "
+                "(`mlequations info` gives each backend's reason)",
+            )
+    return report
 
 
 def _matches(marker: pytest.Mark, backend: Backend) -> bool:
