@@ -1,7 +1,8 @@
 """The documentation: every snippet runs, and the site builds strictly.
 
 The Markdown pages' own ``>>>`` examples run through pytest's doctest collection
-(``--doctest-glob=*.md`` over ``docs/content`` in ``pyproject.toml``).
+(``--doctest-glob=*.md`` over ``docs/content`` in ``pyproject.toml``); the
+README's tour is checked by ``test_readme.py``.
 """
 
 from __future__ import annotations
@@ -60,16 +61,6 @@ def test_site_builds_strictly(tmp_path):
     assert (tmp_path / "site" / "assets" / "katex" / "katex.min.js").exists()
     for page in (tmp_path / "site").rglob("*.html"):
         assert "cdn.jsdelivr" not in page.read_text(), page
-
-
-def test_readme_tour_runs():
-    """The README's tour, in a fresh interpreter (as a reader would paste it)."""
-    readme = (ROOT / "README.md").read_text()
-    tour = readme.split("## A ten-line tour", 1)[1].split("```python", 1)[1].split("```", 1)[0]
-    result = subprocess.run(
-        [sys.executable, "-c", tour], capture_output=True, text=True, timeout=300, cwd=ROOT
-    )
-    assert result.returncode == 0, result.stderr
 
 
 def _has_module(name: str) -> bool:
