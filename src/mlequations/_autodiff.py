@@ -34,9 +34,7 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
-from ._xp import Array, Namespace, is_jax
+from ._xp import Array, Namespace, is_jax, is_torch
 
 __all__ = ["Backward", "Forward", "apply"]
 
@@ -48,7 +46,7 @@ def apply(
     forward: Forward, backward: Backward, arrays: tuple[Any, ...], static: Any, xp: Namespace
 ) -> Array:
     """`forward(arrays, static)[0]`, differentiable through `backward` where autodiff exists."""
-    if array_api_compat.is_torch_namespace(xp):
+    if is_torch(xp):
         import torch
 
         # Outside autograd's reach (no input needs a gradient, or grad mode is off, as

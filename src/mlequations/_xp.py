@@ -23,11 +23,11 @@ function the standard lacks whose native form is much faster (:func:`exp2`).
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
 import array_api_compat
-from array_api_compat import device as device
 
 __all__ = [
     "Array",
@@ -37,6 +37,7 @@ __all__ = [
     "exp2",
     "float_dtypes",
     "is_jax",
+    "is_torch",
     "library_name",
     "namespace",
     "repeat",
@@ -56,7 +57,22 @@ def library_name(x: object) -> str:
     return {"jaxlib": "jax", "array_api_strict": "array_api_strict"}.get(module, module)
 
 
+def device(x: Array, /) -> Any:
+    """The device of `x` (array-api-compat's ``device``; a torch tensor's own, directly).
+
+    Torch tensors skip array-api-compat's cached type lookups, which dynamo warns
+    about on every traced call (see :func:`_torch_namespace`).
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):
+        return x.device
+    return array_api_compat.device(x)
+
+
 def _is_array(x: object) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(x, torch.Tensor):  # no cached lookup (see _torch_namespace)
+        return True
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, int | float | complex)
 
 
@@ -95,6 +111,9 @@ def namespace(*arrays: Any, xp: Any = None, **named: Any) -> Namespace:
         ValueError: The arrays live on different devices.
     """
     items = [(f"argument {i}", a) for i, a in enumerate(arrays)] + list(named.items())
+    torch_namespace = _torch_namespace(items)
+    if torch_namespace is not None:
+        return torch_namespace if xp is None else _resolve(xp)
     for name, a in items:
         if a is not None and not isinstance(a, int | float) and not _is_array(a):
             # A list or tuple would otherwise slip through and fail later, naming nothing.
@@ -127,6 +146,32 @@ def namespace(*arrays: Any, xp: Any = None, **named: Any) -> Namespace:
     return array_api_compat.array_namespace(*(a for _, a in items))
 
 
+def _torch_namespace(items: list[tuple[str, Any]]) -> Namespace | None:
+    """The torch namespace when every array is a torch tensor on one device, else None.
+
+    A direct ``isinstance`` check, without array-api-compat's cached type lookups:
+    under ``torch.compile`` those print a warning per call ("Dynamo detected a call
+    to a ``functools.lru_cache``-wrapped function") and guard on library internals,
+    and an ``nn.Parameter`` (a tensor subclass) broke the graph. It is also the
+    cheap path for eager calls. Anything else (another library, mixed devices)
+    falls through to the general checks, which raise the clear errors.
+    """
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    devices = set()
+    for _, a in items:
+        if isinstance(a, torch.Tensor):
+            devices.add(a.device)
+        elif a is not None and not isinstance(a, int | float):
+            return None
+    if len(devices) != 1:
+        return None
+    import array_api_compat.torch as torch_namespace
+
+    return torch_namespace
+
+
 def _device_key(dev: Any) -> str:
     # JAX devices and shardings compare by identity; their repr is stable and exact.
     return repr(dev)
@@ -135,6 +180,14 @@ def _device_key(dev: Any) -> str:
 def is_jax(xp: Namespace) -> bool:
     """Whether `xp` is JAX's namespace (used only to choose between equal algorithms)."""
     return bool(array_api_compat.is_jax_namespace(xp))
+
+
+def is_torch(xp: Namespace) -> bool:
+    """Whether `xp` is PyTorch's namespace (for the autodiff seam).
+
+    By name: array-api-compat's ``is_torch_namespace`` is cached, which dynamo warns about.
+    """
+    return getattr(xp, "__name__", None) == "array_api_compat.torch"
 
 
 def compute_dtype(xp: Namespace, dtype: Any) -> Any:

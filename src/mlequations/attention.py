@@ -247,7 +247,9 @@ def attention_backward(
     if tuple(dout.shape) != tuple(out.shape):
         raise ValueError(f"`dout` must have the output's shape {out.shape}, got {dout.shape}")
     floating = mask is not None and xp.isdtype(mask.dtype, "real floating")
-    return AttentionGrads(*_backward(arrays, out, saved, dout, (True, True, True, floating), static))
+    return AttentionGrads(
+        *_backward(arrays, out, saved, dout, (True, True, True, floating), static)
+    )
 
 
 def _attention(
@@ -546,15 +548,13 @@ def _backward(
     q, k, v, m, empty = _prepare(arrays, static)
     want_mask = m is not None and needs[3] and not xp.isdtype(m.dtype, "bool")
     do = xp.astype(dout, work, copy=False)  # (..., Hq, L, Ev)
-    # D_i = Σ_j P_ij dP_ij = dO_i · O_i: the one term of the softmax's Jacobian that couples a row.
-    D = xp.sum(do * xp.astype(out, work, copy=False), axis=-1, keepdims=True)  # (..., Hq, L, 1)
-    do, D, lse = (_split_heads(a, G, xp) for a in (do, D, lse))  # (..., Hkv, G, L, ·)
-    rule = (static.is_causal, G, static.plan, want_mask, xp)
+    o = xp.astype(out, work, copy=False)
+    do, o, lse = (_split_heads(a, G, xp) for a in (do, o, lse))  # (..., Hkv, G, L, ·)
     if empty:  # nothing was attended: every gradient is zero
         dq, dk, dv = (xp.zeros_like(a) for a in (q, k, v))
         dm = xp.zeros(m.shape, dtype=work, device=device(q)) if want_mask else None
     elif not static.plan.per_element:
-        dq, dk, dv, dm = _tiled_backward(q, k, v, m, do, lse, D, *rule)
+        dq, dk, dv, dm = _tiled_backward(q, k, v, m, do, o, lse, static, want_mask)
     else:
         batch = _batch(q, xp.matrix_transpose(k), v)
         parts = [
@@ -563,17 +563,16 @@ def _backward(
                 _element(k, index, 2),  # (S, E)
                 _element(v, index, 2),  # (S, Ev)
                 None if m is None else _element(m, index, 3),  # (G|1, L|1, S|1)
-                *(_element(a, index, 3) for a in (do, lse, D)),  # (G, L, ·)
-                *rule,
+                *(_element(a, index, 3) for a in (do, o, lse)),  # (G, L, ·)
+                static,
+                want_mask,
             )
             for index in itertools.product(*(range(n) for n in batch))
         ]
         dq, dk, dv = (_stack([part[i] for part in parts], batch, xp) for i in range(3))
         dm = _stack([part[3] for part in parts], batch, xp) if want_mask else None
-    # The tiles used q·s·log2 e: dQ = s·Σ dS K, and dK = s·Σ dSᵀ Q = ln 2·Σ dSᵀ q.
-    dq = _merge_heads(_sum_to(dq, q.shape, xp), G, xp) * static.s
-    dk = _sum_to(dk, k.shape, xp) * math.log(2.0)
-    dv = _sum_to(dv, v.shape, xp)
+    dq = _merge_heads(_sum_to(dq, q.shape, xp), G, xp)
+    dk, dv = _sum_to(dk, k.shape, xp), _sum_to(dv, v.shape, xp)
     grads = [
         xp.astype(xp.reshape(g, a.shape), a.dtype, copy=False) if need else None
         for g, a, need in zip((dq, dk, dv), (query, key, value), needs, strict=False)
@@ -591,58 +590,93 @@ def _tiled_backward(
     v: Array,
     mask: Array | None,
     do: Array,
+    o: Array,
     lse: Array,
-    D: Array,
-    is_causal: bool,
-    G: int,
-    plan: _Plan,
+    static: _Static,
     want_mask: bool,
-    xp: Namespace,
 ) -> tuple[Array, Array, Array, Array | None]:
-    """Σ dS K `(..., G, L, E)`, Σ dSᵀ q `(..., S, E)`, dV `(..., S, Ev)` and d mask.
+    """The gradients dQ `(..., G, L, E)`, dK `(..., S, E)`, dV `(..., S, Ev)`, d mask, by tiles.
 
     Key blocks outside, query blocks inside (FlashAttention-2's order): the
     gradients of a key block are summed over the queries that see it, then set
     aside; those of a query block are summed over the key blocks. With
     `is_causal`, a key block after every query of a block is skipped.
     """
+    xp, G, plan = static.xp, static.G, static.plan
     L, S = q.shape[-2], k.shape[-2]
     rows = L if plan.rows is None else min(plan.rows, L)
     step = plan.keys or S
-    vT = xp.matrix_transpose(v)  # (..., Ev, S)
-    kT = xp.matrix_transpose(k)  # (..., E, S)
-    # Each query block folded once: (..., G·Lb, ·), its queries, dO, lse and D.
+    kT, vT = xp.matrix_transpose(k), xp.matrix_transpose(v)  # (..., E|Ev, S), views
+    # Each query block folded once, (..., G·Lb, ·): its queries, dO, lse, and
+    # D = rowsum(dO ∘ O), the one term of the softmax's Jacobian that couples a row.
     blocks = []
     for p0 in range(0, L, rows):
         p1 = min(p0 + rows, L)
-        blocks.append((p0, p1, *(_fold(a[..., p0:p1, :], G, p1 - p0, xp) for a in (q, do, lse, D))))
-    dq: list[Array | None] = [None] * len(blocks)
+        qt, dot, ot, lset = (_fold(a[..., p0:p1, :], G, p1 - p0, xp) for a in (q, do, o, lse))
+        blocks.append((p0, p1, qt, dot, lset, xp.sum(dot * ot, axis=-1, keepdims=True)))
+    dq: list[Array] = []
     dks, dvs, dmask = [], [], {}
     for c0 in range(0, S, step):
         c1 = min(c0 + step, S)
         dk = dv = None
         for i, (p0, p1, qt, dot, lset, Dt) in enumerate(blocks):
-            if is_causal and c0 >= p1:  # every key of the block comes after every query
+            if static.is_causal and c0 >= p1:  # every key comes after every query
                 continue
-            scores = _scores(qt, kT, mask, is_causal, G, p0, p1, c0, c1, xp)  # (..., G·Lb, Kb)
-            p = exp2(scores - lset, xp)  # P, the attention weights (0 where masked)
-            dv_t = xp.matrix_transpose(p) @ dot  # (..., Kb, Ev)
-            ds = p * (dot @ vT[..., c0:c1] - Dt)  # dS = P ∘ (dP - D), (..., G·Lb, Kb)
-            dq_t = ds @ k[..., c0:c1, :]  # (..., G·Lb, E)
-            dk_t = xp.matrix_transpose(ds) @ qt  # (..., Kb, E): summed over the group
-            dq[i] = dq_t if dq[i] is None else dq[i] + dq_t
+            tile = (p0, p1, c0, c1)
+            dq_t, dk_t, dv_t, ds = _tile_backward(qt, kT, vT, mask, dot, lset, Dt, tile, static)
+            if c0 == 0:  # the first key block is seen by every query block
+                dq.append(dq_t)
+            else:
+                dq[i] = dq[i] + dq_t
             dk = dk_t if dk is None else dk + dk_t
             dv = dv_t if dv is None else dv + dv_t
             if want_mask:
                 dmask[i, c0] = _sum_to(_unfold(ds, G, xp), _tile_shape(mask, p1 - p0, c1 - c0), xp)
         if dk is None:  # causal, S > L: no query sees these keys (block 0 always has one)
-            dk = xp.zeros_like(dks[0][..., : c1 - c0, :])
-            dv = xp.zeros_like(dvs[0][..., : c1 - c0, :])
-        dks.append(dk)
+            dk, dv = (
+                xp.zeros_like(dks[0][..., : c1 - c0, :]),
+                xp.zeros_like(dvs[0][..., : c1 - c0, :]),
+            )
+        # The tiles used q·s·log2 e: dK = s·Σ dSᵀ Q = ln 2·Σ dSᵀ q (scaled block by
+        # block, so that no full-size copy is made for it).
+        dks.append(dk * math.log(2.0))
         dvs.append(dv)
-    dq_full = xp.concat([_unfold(a, G, xp) for a in dq], axis=-2)
+    for i, a in enumerate(dq):
+        dq[i] = _unfold(a * static.s, G, xp)  # dQ = s·Σ dS K
     dm = _assemble(dmask, mask, blocks, S, step, xp) if want_mask else None
-    return dq_full, xp.concat(dks, axis=-2), xp.concat(dvs, axis=-2), dm
+    return _concat(dq, xp), _concat(dks, xp), _concat(dvs, xp), dm
+
+
+def _tile_backward(
+    qt: Array,
+    kT: Array,
+    vT: Array,
+    mask: Array | None,
+    dot: Array,
+    lset: Array,
+    Dt: Array,
+    tile: tuple[int, int, int, int],
+    static: _Static,
+) -> tuple[Array, Array, Array, Array]:
+    """One tile's Σ dS K, Σ dSᵀ q and dV, and its dS: queries [p0, p1) by keys [c0, c1).
+
+    A function of its own so that its `Lb×Kb` temporaries are freed on return.
+    """
+    xp, (p0, p1, c0, c1) = static.xp, tile
+    scores = _scores(qt, kT, mask, static.is_causal, static.G, p0, p1, c0, c1, xp)
+    p = exp2(scores - lset, xp)  # P, the attention weights (0 where masked), (..., G·Lb, Kb)
+    del scores
+    dv_t = xp.matrix_transpose(p) @ dot  # (..., Kb, Ev)
+    ds = p * (dot @ vT[..., c0:c1] - Dt)  # dS = P ∘ (dP - D)
+    del p
+    dq_t = ds @ xp.matrix_transpose(kT[..., c0:c1])  # (..., G·Lb, E)
+    dk_t = xp.matrix_transpose(ds) @ qt  # (..., Kb, E): summed over the group
+    return dq_t, dk_t, dv_t, ds
+
+
+def _concat(parts: list[Array], xp: Namespace) -> Array:
+    """`parts` joined along the rows (-2), without a copy when there is one."""
+    return parts[0] if len(parts) == 1 else xp.concat(parts, axis=-2)
 
 
 def _tile_shape(mask: Array, rows: int, keys: int) -> tuple[int, ...]:
@@ -699,7 +733,8 @@ def _batch(q: Array, kT: Array, v: Array) -> tuple[int, ...]:
 
 def _stack(parts: list[Array], batch: tuple[int, ...], xp: Namespace) -> Array:
     """Per-element results, in `itertools.product` order, stacked into `(*batch, ...)`."""
-    return xp.reshape(xp.stack(parts), (*batch, *parts[0].shape))
+    whole = parts[0] if len(parts) == 1 else xp.stack(parts)  # one element: no copy
+    return xp.reshape(whole, (*batch, *parts[0].shape))
 
 
 def _sum_to(x: Array, shape: tuple[int, ...], xp: Namespace) -> Array:
