@@ -178,7 +178,7 @@ def test_plot_draws_every_operation_with_flags_and_errors(tmp_path):
     from matplotlib.image import imread
 
     image = imread(path)
-    assert image.shape[1] == 1400  # 14 in at 100 dpi: readable at the page's width
+    assert image.shape[1] == 1000  # 10 in at 100 dpi: near 1:1 in the docs column
     assert image.shape[0] > 2 * 390  # one row per operation: matmul and conv2d
 
 

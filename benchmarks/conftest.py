@@ -4,6 +4,15 @@ Run: ``pytest benchmarks --benchmark-only --benchmark-group-by=group``
 (``--benchmark-json=out.json`` to keep the numbers). Each group lines up the
 portable code and the backend's native kernel for one shape, so the table reads
 as "what portability costs" on each backend.
+
+Every library keeps a thread pool that spins for a while after each call
+(OpenBLAS for NumPy, OpenMP for PyTorch, Eigen for XLA); two pools in one
+process fight for the cores, and a 2-thread kernel then waits out a scheduler
+slice: a 0.04 ms NumPy matmul measured 12-40 ms right after torch's. So the
+benchmarks run one library at a time (all of NumPy's, then all of torch's, ...)
+instead of alternating libraries at every test. To compare libraries across the
+board, ``mlequations bench`` times each in a process of its own; here, ``-k
+numpy`` (or ``torch-cpu``, ``jax-jit``) gives one library per process.
 """
 
 from __future__ import annotations
@@ -24,6 +33,18 @@ PERFORMANCE_BACKENDS = [
     for b in BACKENDS
     if b.id in ("numpy", "torch-cpu", "torch-cuda", "jax-jit", "jax-gpu", "cupy")
 ]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run each library's benchmarks together (a stable sort on the backend's library)."""
+    libraries = list(dict.fromkeys(b.library for b in PERFORMANCE_BACKENDS))
+
+    def library(item: pytest.Item) -> int:
+        callspec = getattr(item, "callspec", None)
+        backend = callspec.params.get("bench_backend") if callspec is not None else None
+        return libraries.index(backend.library) if isinstance(backend, Backend) else -1
+
+    items.sort(key=library)
 
 
 @pytest.fixture(scope="session", autouse=True)

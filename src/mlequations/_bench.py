@@ -723,14 +723,14 @@ COLOURS = {
 
 
 def plot(records: list[Record], path: str, *, title: str | None = None) -> None:
-    """Write a PNG: one row per operation, its cases by name along the axis.
+    """Write a PNG, 1000 px wide: two panels per operation, its cases by name along the axis.
 
-    Left, grouped bars of the time per call (log scale) for every backend —
+    Above, grouped bars of the time per call (log scale) for every backend —
     solid the portable code, hatched the native kernel, a backend's colour the
-    same everywhere. Right, the portable/native time ratio per case with the
-    1× line (for matmul, the rate that the "% of peak" column divides by).
-    Flagged readings are drawn hollow with a ``?``. Needs matplotlib; no
-    global pyplot state is touched.
+    same everywhere. Below it, on the same cases, the portable/native time
+    ratio against the 1× line (for matmul, the rate that the "% of peak"
+    column divides by). Flagged readings are drawn hollow and red with a ``?``.
+    Needs matplotlib; no global pyplot state is touched.
     """
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
@@ -743,8 +743,8 @@ def plot(records: list[Record], path: str, *, title: str | None = None) -> None:
         fig.text(0.5, 0.5, "no successful timings (see the table)", ha="center")
         fig.savefig(path, dpi=100)
         return
-    fig = Figure(figsize=(14, 0.6 + 3.9 * len(ops)), layout="constrained")
-    axes = fig.subplots(len(ops), 2, squeeze=False, width_ratios=(2.3, 1))
+    fig = Figure(figsize=(10, 0.8 + 4.6 * len(ops)), layout="constrained")
+    axes = fig.subplots(2 * len(ops), 1, squeeze=False, height_ratios=(2.8, 1.8) * len(ops))
     for row, op in enumerate(ops):
         rows = [r for r in timed if r.op == op]
         labels = list(dict.fromkeys(r.case for r in rows))
@@ -754,9 +754,9 @@ def plot(records: list[Record], path: str, *, title: str | None = None) -> None:
             for impl in ("portable", "native")
             if any(r.backend == b and r.impl == impl for r in rows)
         ]
-        left, right = axes[row]
+        top, bottom = axes[2 * row][0], axes[2 * row + 1][0]
         _bars(
-            left,
+            top,
             labels,
             [
                 (b, impl, {r.case: r for r in rows if (r.backend, r.impl) == (b, impl)})
@@ -764,18 +764,19 @@ def plot(records: list[Record], path: str, *, title: str | None = None) -> None:
             ],
             lambda r: 1e3 * float(r.seconds or 0.0),
         )
-        _log_axis(left, "{:g}")
-        left.set_ylabel("ms per call (best)")
-        left.set_title(f"{op}: time per call", loc="left", fontsize=11)
+        _log_axis(top, "{:g}")
+        top.set_ylabel("ms per call (best)", fontsize=9)
+        top.set_title(f"{op}: time per call", loc="left", fontsize=11, fontweight="bold")
+        top.tick_params(axis="x", labelbottom=False)
         if op == "matmul":
             _bars(
-                right,
+                bottom,
                 labels,
                 [(b, "native", {r.case: r for r in rows if r.backend == b}) for b in backends],
                 lambda r: float(r.gflops or 0.0),
             )
-            right.set_ylabel("GFLOP/s")
-            right.set_title("matmul rate (the peak is the best)", loc="left", fontsize=11)
+            bottom.set_ylabel("GFLOP/s", fontsize=9)
+            bottom.set_title("rate: the best unflagged one is the peak", loc="left", fontsize=9)
             continue
         ratios = [
             (b, "portable", {r.case: r for r in rows if r.backend == b and r.ratio is not None})
@@ -783,13 +784,15 @@ def plot(records: list[Record], path: str, *, title: str | None = None) -> None:
         ]
         ratios = [s for s in ratios if s[2]]
         if not ratios:
-            right.axis("off")
+            bottom.axis("off")
             continue
-        _bars(right, labels, ratios, lambda r: float(r.ratio or 0.0), base=1.0)
-        _log_axis(right, "{:g}×")
-        right.axhline(1.0, color="black", lw=0.9)
-        right.set_ylabel("portable / native time")
-        right.set_title("portable / native (below 1: portable faster)", loc="left", fontsize=11)
+        _bars(bottom, labels, ratios, lambda r: float(r.ratio or 0.0), base=1.0)
+        _log_axis(bottom, "{:g}×")
+        bottom.axhline(1.0, color="black", lw=0.9)
+        bottom.set_ylabel("portable / native", fontsize=9)
+        bottom.set_title(
+            "portable / native time: below 1× the portable code is faster", loc="left", fontsize=9
+        )
     handles = [Patch(facecolor=COLOURS.get(b, "grey"), label=b) for b in backends]
     handles += [
         Patch(facecolor="white", edgecolor="black", label="portable (solid)"),
@@ -799,7 +802,7 @@ def plot(records: list[Record], path: str, *, title: str | None = None) -> None:
         handles.append(Patch(facecolor="none", edgecolor="red", label="? suspect reading"))
     fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
     if title:
-        fig.suptitle(title, fontsize=12)
+        fig.suptitle(title, fontsize=10.5)
     fig.savefig(path, dpi=100)
 
 
@@ -839,6 +842,7 @@ def _bars(
                 ax.annotate("?", (x, value(r)), ha="center", va="bottom", color="red")
     ax.set_xticks(range(len(labels)))
     ax.set_xticklabels([label.replace(" ", "\n", 1) for label in labels], fontsize=8.5)
+    ax.tick_params(axis="y", labelsize=8)
     ax.set_xlim(-0.5, len(labels) - 0.5)
     ax.grid(axis="y", which="major", alpha=0.3)
     ax.set_axisbelow(True)
