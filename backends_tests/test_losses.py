@@ -480,6 +480,8 @@ class TestBadInput:
             mle.cross_entropy_loss(z, t, label_smoothing=1.5)
         with pytest.raises(ValueError, match="`axis`"):
             mle.cross_entropy_loss(z, t, axis=2)
+        with pytest.raises(TypeError, match="`axis` must be an int"):  # failed in shape[1.0]
+            mle.cross_entropy_loss(z, t, axis=1.0)
         with pytest.raises(ValueError, match="`ignore_index`"):
             mle.cross_entropy_loss(z, np.ones((4, 3)) / 3, ignore_index=0)
 

@@ -231,13 +231,13 @@ def _scaled_sq_dist(
     x1, x2 = cast[0], cast[1]
     for name, a in (("x1", x1), ("x2", x2)):
         if a.ndim not in (1, 2):
-            raise ValueError(f"`{name}` must have shape (N, D) or (N,), got {a.shape}")
+            raise ValueError(f"`{name}` must have shape (N, D) or (N,), got {tuple(a.shape)}")
     x1 = x1 if x1.ndim == 2 else xp.reshape(x1, (-1, 1))  # (N, D)
     x2 = x2 if x2.ndim == 2 else xp.reshape(x2, (-1, 1))  # (M, D)
     if x1.shape[1] != x2.shape[1]:
         raise ValueError(
             f"`x1` and `x2` must have the same number of features D, got shapes "
-            f"{x1.shape} and {x2.shape}"
+            f"{tuple(x1.shape)} and {tuple(x2.shape)}"
         )
     if isinstance(length_scale, int | float):
         if length_scale <= 0:
@@ -248,7 +248,7 @@ def _scaled_sq_dist(
         if ell.ndim > 1 or (ell.ndim == 1 and ell.shape[0] not in (1, x1.shape[1])):
             raise ValueError(
                 f"`length_scale` must be a scalar or have shape (D,) = ({x1.shape[1]},), "
-                f"got shape {ell.shape}"
+                f"got shape {tuple(ell.shape)}"
             )
     # Differences, not |a|^2 + |b|^2 - 2ab: exact zeros on the diagonal and no
     # cancellation between nearby points (what the GP's conditioning hinges on).
@@ -452,11 +452,14 @@ def gp_posterior(
         arrays["noise"] = noise
     xp, cast, out_dtype = _prepare(xp, **arrays)
     x_train, y_train, x_query = cast[:3]
+    for name, a in (("x_train", x_train), ("x_query", x_query)):
+        if a.ndim not in (1, 2):  # a 0-d x_train failed in shape[0] with an IndexError
+            raise ValueError(f"`{name}` must have shape (N, D) or (N,), got {tuple(a.shape)}")
     n = x_train.shape[0]
     if y_train.ndim != 1 or y_train.shape[0] != n:
         raise ValueError(
-            f"`y_train` must have shape (N,) = ({n},) to match `x_train` {x_train.shape}, "
-            f"got {y_train.shape}"
+            f"`y_train` must have shape (N,) = ({n},) to match `x_train` {tuple(x_train.shape)}, "
+            f"got {tuple(y_train.shape)}"
         )
     if isinstance(noise, int | float):
         if noise < 0:
@@ -466,7 +469,7 @@ def gp_posterior(
         sigma2 = cast[3]
         if sigma2.ndim > 1 or (sigma2.ndim == 1 and sigma2.shape[0] != n):
             raise ValueError(
-                f"`noise` must be a scalar or have shape (N,) = ({n},), got {sigma2.shape}"
+                f"`noise` must be a scalar or have shape (N,) = ({n},), got {tuple(sigma2.shape)}"
             )
 
     mean, std = _posterior(

@@ -206,7 +206,9 @@ def alpha_bar(betas: Array, /, *, xp: Namespace | None = None) -> Array:
     xp = namespace(betas=betas, xp=xp)
     out_dtype, work_dtype = float_dtypes(xp, betas=betas)
     if betas.ndim < 1:
-        raise ValueError(f"`betas` must have at least one axis (..., T), got shape {betas.shape}")
+        raise ValueError(
+            f"`betas` must have at least one axis (..., T), got shape {tuple(betas.shape)}"
+        )
     alphas = 1 - xp.astype(betas, work_dtype, copy=False)  # (..., T)
     if hasattr(xp, "cumulative_prod"):
         out = xp.cumulative_prod(alphas, axis=-1)
@@ -230,8 +232,8 @@ def _per_sample(value: Any, name: str, like: Array, xp: Namespace) -> Array:
         return xp.reshape(value, (value.shape[0],) + (1,) * (like.ndim - 1))
     raise ValueError(
         f"`{name}` must be a scalar or have one value per sample, shape "
-        f"({like.shape[0] if like.ndim else 'B'},), got shape {value.shape} "
-        f"for samples of shape {like.shape}"
+        f"({like.shape[0] if like.ndim else 'B'},), got shape {tuple(value.shape)} "
+        f"for samples of shape {tuple(like.shape)}"
     )
 
 
@@ -358,8 +360,8 @@ def _timesteps(t: Any, num_steps: int, like: Array, xp: Namespace) -> Array:
         raise TypeError(f"`t` must be an integer array, got dtype {t.dtype}")
     if t.ndim > 1 or (t.ndim == 1 and (like.ndim == 0 or t.shape[0] != like.shape[0])):
         raise ValueError(
-            f"`t` must be a scalar or have one step per sample, got shape {t.shape} "
-            f"for samples of shape {like.shape}"
+            f"`t` must be a scalar or have one step per sample, got shape {tuple(t.shape)} "
+            f"for samples of shape {tuple(like.shape)}"
         )
     return t
 
@@ -439,7 +441,7 @@ def ddpm_reverse_step(
     if betas.ndim != 1 or betas.shape[0] == 0:
         raise ValueError(
             f"`betas` must be 1-d with at least one step, shape (T,) with T >= 1, "
-            f"got shape {betas.shape}"
+            f"got shape {tuple(betas.shape)}"
         )
     t = _timesteps(t, betas.shape[0], x_t, xp)
     x_t = xp.astype(x_t, work_dtype, copy=False)

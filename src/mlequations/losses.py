@@ -408,8 +408,12 @@ def cross_entropy_loss(
     ndim = logits.ndim
     if ndim < 1:
         raise ValueError("`logits` must have a class axis; got a 0-d array")
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise TypeError(f"`axis` must be an int, got {axis!r}")  # 1.0 failed in shape[1.0]
     if not -ndim <= axis < ndim:
-        raise ValueError(f"`axis` {axis} is out of range for `logits` of shape {logits.shape}")
+        raise ValueError(
+            f"`axis` {axis} is out of range for `logits` of shape {tuple(logits.shape)}"
+        )
     axis %= ndim
     n_classes = logits.shape[axis]
     if not 0.0 <= label_smoothing <= 1.0:
