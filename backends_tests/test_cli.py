@@ -84,7 +84,17 @@ def test_check_passes_and_prints_a_table(capsys):
 def test_check_footer_explains_every_column(capsys):
     assert main(["check", "--backend", "numpy-readonly", "--only", "sigmoid", "--jobs", "1"]) == 0
     out = capsys.readouterr().out
-    assert "numpy-readonly: NumPy with read-only inputs" in out
+    assert re.search(r"numpy-readonly:\s+NumPy with read-only inputs", out)
+
+
+def test_check_footer_says_why_torch_meta_has_no_column(capsys):
+    pytest.importorskip("torch")
+    assert main(["check", "--only", "sigmoid", "--jobs", "1", "--no-cache"]) == 0
+    out = capsys.readouterr().out
+    header = out.splitlines()[0].split()
+    assert "torch-cpu" in header
+    assert "torch-meta" not in header
+    assert re.search(r"torch-meta:\s+PyTorch's meta device: shapes and dtypes, no values", out)
 
 
 def test_check_refuses_torch_meta_with_its_reason(capsys):

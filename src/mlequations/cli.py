@@ -269,6 +269,10 @@ def _check(args: argparse.Namespace) -> int:
     pad = max([0, *(len(b.id) for b in backends)]) + 2
     for backend in backends:
         print(f"  {backend.id + ':':<{pad}}{backend.about}")
+    if not args.backend:  # the installed backends that have no column, and why
+        for backend in BACKENDS:
+            if not backend.values and backend.skip_reason() is None:
+                print(f"  {backend.id + ':':<{pad}}{backend.about}")
     for backend_id, reason in skipped:
         print(f"skipped {backend_id}: {reason}")
     for r in failures:
