@@ -246,7 +246,8 @@ class TestZeroDimInput:
 
 
 class TestAxisChecks:
-    """Out-of-range axes were wrapped by ``axis % ndim`` before the library saw them."""
+    """Out-of-range or repeated axes reached the library, which raised its own error
+    (NumPy's ``AxisError``, torch's ``IndexError``) without naming the argument."""
 
     @pytest.mark.parametrize("name", ["softmax", "log_softmax", "logsumexp"])
     @pytest.mark.parametrize("axis", [2, -3, (0, 2), (1, -1)])
