@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import tracemalloc
 
 import numpy as np
@@ -321,6 +325,42 @@ def test_blockwise_peak_memory_at_16k():
     assert peak < 64 * 2**20, f"{peak / 2**20:.1f} MiB"
 
 
+TRAINING_PEAK = textwrap.dedent("""
+    import resource, sys, torch
+    import mlequations as mle
+    torch.set_num_threads(2)
+    def step(n):
+        q, k, v = (torch.randn(1, 1, n, 64, requires_grad=True) for _ in range(3))
+        for t in (q, k, v):
+            t.grad = torch.zeros_like(t)  # the gradients count with the inputs
+        return q, k, v
+    def train(q, k, v):
+        mle.attention(q, k, v).sum().backward()
+    train(*step(256))  # warm: threads, allocator, imports
+    q, k, v = step(16384)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    train(q, k, v)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert bool(torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all())
+    print((after - before) / 1024)
+""")
+
+
+def test_training_peak_memory_at_16k_on_torch():
+    # The saved state is O(L): autograd recording the tiles took 3.1 GB here.
+    torch_or_skip()
+    # Large blocks go straight to mmap and back, so that the peak RSS measures the
+    # arrays alive at once rather than what glibc's heap keeps after freeing them.
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    result = subprocess.run(
+        [sys.executable, "-c", TRAINING_PEAK], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    peak = float(result.stdout.split()[-1])
+    print(f"peak extra memory of forward + backward at L = S = 16384: {peak:.1f} MiB")
+    assert peak < 64, f"{peak:.1f} MiB"
+
+
 class TestBadInput:
     def test_head_dims_differ(self):
         with pytest.raises(ValueError, match="`key` must have the head dimension E = 4"):
@@ -465,3 +505,234 @@ class TestMultiHeadAttention:
             mle.multi_head_attention(XQ, XK, XV, num_heads=2, **{**w, "w_k": w["w_k"][:, :5]})
         with pytest.raises(ValueError, match="`b_o` must have shape"):
             mle.multi_head_attention(XQ, XK, XV, num_heads=2, **w, b_o=np.ones(2))
+
+
+# --- the backward pass --------------------------------------------------------------
+DOUT = RNG.normal(size=(B, HQ, L, EV))  # dL/dO for every gradient test
+FULLY_MASKED = np.ones((L, S), dtype=bool)
+FULLY_MASKED[[1, 3]] = False  # two query rows that may attend to no key
+BACKWARD_CASES = {
+    **CASES,
+    "fully-masked-rows": (K, V, {"mask": FULLY_MASKED}),
+    "fully-masked-float": (K, V, {"mask": np.where(FULLY_MASKED, FLOAT_MASK, -np.inf)}),
+}
+
+
+def sdpa_grads(q, k, v, dout, *, mask=None, is_causal=False, scale=None, enable_gqa=False):
+    """dQ, dK, dV (and the float mask's) through torch SDPA's autograd, in float64.
+
+    torch gives a row with no key to attend NaN; its gradients are zero by our
+    convention, which equals SDPA's on the same problem with that row allowed
+    everywhere and its output gradient zero.
+    """
+    torch = torch_or_skip()
+    dout = np.array(dout, dtype=np.float64)
+    if mask is not None:
+        allowed = mask if mask.dtype == bool else np.isfinite(mask)
+        if is_causal:
+            allowed = allowed & causal_mask(q.shape[-2], k.shape[-2])
+        empty = ~np.broadcast_to(allowed, (*dout.shape[:-1], k.shape[-2])).any(axis=-1)
+        dout[empty] = 0.0
+        if empty.any():  # the mask's own rows that are empty (emptiness follows the mask)
+            rows = empty.any(axis=tuple(range(empty.ndim - mask.ndim + 1)))
+            ones = tuple(i for i, n in enumerate(mask.shape[:-1]) if n == 1)
+            rows = rows.any(axis=ones, keepdims=True) if ones else rows
+            fill = True if mask.dtype == bool else 0.0
+            mask = np.where(rows[..., None], fill, mask)
+    t = [torch.asarray(np.asarray(a, dtype=np.float64)).requires_grad_(True) for a in (q, k, v)]
+    m = None if mask is None else torch.asarray(mask)
+    if m is not None and m.dtype != torch.bool:
+        m = m.double().requires_grad_(True)
+    attn_mask = m
+    if m is not None and is_causal:
+        c = torch.asarray(causal_mask(q.shape[-2], k.shape[-2]))
+        attn_mask = m & c if m.dtype == torch.bool else m.masked_fill(~c, -torch.inf)
+        is_causal = False
+    out = torch.nn.functional.scaled_dot_product_attention(
+        *t, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa
+    )
+    out.backward(torch.asarray(dout))
+    dmask = None if m is None or m.dtype == torch.bool else m.grad.numpy()
+    return (*(a.grad.numpy() for a in t), dmask)
+
+
+class TestBackward:
+    @pytest.mark.parametrize("case", list(BACKWARD_CASES))
+    def test_attention_backward_matches_sdpa_autograd(self, backend, dtype, case):
+        k, v, options = BACKWARD_CASES[case]
+        expected = sdpa_grads(Q, k, v, DOUT, **options)
+        args = [backend.asarray(a, dtype) for a in (DOUT, Q, k, v)]
+        opts = _on(backend, options, dtype)
+        mask = opts.pop("mask", None)
+        grads = backend.call(
+            lambda do, q, k, v, m, **o: mle.attention_backward(do, q, k, v, mask=m, **o),
+            *args,
+            mask,
+            **opts,
+        )
+        for got, want in zip(grads[:3], expected[:3], strict=True):
+            assert_close(got, want, backend, dtype)
+        if expected[3] is None:
+            assert grads.dmask is None
+        else:  # summed over the heads the (B, 1, L, S) mask was broadcast along
+            assert_close(grads.dmask, expected[3], backend, dtype)
+
+    @pytest.mark.parametrize("dtype", ["float32", "float64"])
+    @pytest.mark.parametrize("algorithm", ALGORITHMS)
+    @pytest.mark.parametrize(
+        "case", ["float-mask-causal", "gqa-causal-mask", "causal-L>S", "fully-masked-float"]
+    )
+    def test_every_algorithm_trains_like_sdpa(self, case, algorithm, dtype):
+        torch = torch_or_skip()
+        k, v, options = BACKWARD_CASES[case]
+        expected = sdpa_grads(Q, k, v, DOUT, **options)
+        ours = [
+            torch.asarray(a, dtype=getattr(torch, dtype), requires_grad=True) for a in (Q, k, v)
+        ]
+        mask = options.get("mask")
+        m = None if mask is None else torch.asarray(mask)
+        if m is not None and m.dtype != torch.bool:
+            m = m.to(ours[0].dtype).requires_grad_(True)
+        out = _attention(
+            *ours,
+            m,
+            options.get("is_causal", False),
+            None,
+            options.get("enable_gqa", False),
+            None,
+            algorithm,
+            None,
+        )
+        out.backward(torch.asarray(DOUT, dtype=out.dtype))
+        tol = {"rtol": 1e-4, "atol": 1e-5} if dtype == "float32" else {"rtol": 1e-10, "atol": 1e-12}
+        for a, e in zip([*ours, m], expected, strict=True):
+            if e is not None:
+                np.testing.assert_allclose(a.grad.double().numpy(), e, **tol)
+
+    def test_torch_gradcheck_float64(self):
+        torch = torch_or_skip()
+        rng = np.random.default_rng(3)
+        q = torch.asarray(rng.normal(size=(1, 4, 5, 3)), requires_grad=True)
+        k, v = (torch.asarray(rng.normal(size=(1, 2, 6, 3)), requires_grad=True) for _ in range(2))
+        bias = torch.asarray(rng.normal(size=(4, 5, 6)), requires_grad=True)  # per head, ALiBi-like
+
+        def f(q, k, v, bias):
+            return mle.attention(q, k, v, mask=bias, is_causal=True, enable_gqa=True, block_size=2)
+
+        assert torch.autograd.gradcheck(f, (q, k, v, bias))
+
+    def test_double_backward_works(self):
+        # create_graph=True records the backward pass itself (recomputed from the inputs).
+        torch = torch_or_skip()
+        rng = np.random.default_rng(4)
+        q, k, v = (torch.asarray(rng.normal(size=(2, 2, 4, 3)), requires_grad=True) for _ in "qkv")
+        bias = torch.asarray(rng.normal(size=(4, 4)), requires_grad=True)
+
+        def f(q, k, v, bias):
+            return mle.attention(q, k, v, mask=bias, is_causal=True, block_size=2)
+
+        assert torch.autograd.gradgradcheck(f, (q, k, v, bias))
+
+    def test_torch_compile_and_torch_func(self):
+        torch = torch_or_skip()
+        q, k, v = (torch.nn.Parameter(torch.asarray(a, dtype=torch.float32)) for a in (Q, K, V))
+        mask = torch.asarray(BOOL_MASK)
+
+        def loss(q, k, v):
+            return (mle.attention(q, k, v, mask=mask, is_causal=True) ** 2).sum()
+
+        loss(q, k, v).backward()
+        eager = [t.grad.clone() for t in (q, k, v)]
+        for t in (q, k, v):
+            t.grad = None
+        compiled = torch.compile(loss, fullgraph=True, backend="aot_eager")  # forward + backward
+        compiled(q, k, v).backward()
+        for t, e in zip((q, k, v), eager, strict=True):
+            torch.testing.assert_close(t.grad, e, rtol=1e-5, atol=1e-6)
+        grad = torch.func.grad(loss, argnums=(0, 1, 2))(*(t.detach() for t in (q, k, v)))
+        for g, e in zip(grad, eager, strict=True):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+        # vmap over the batch axis: per-sample gradients equal the batched ones.
+        per_sample = torch.func.vmap(torch.func.grad(loss))(*(t.detach() for t in (q, k, v)))
+        torch.testing.assert_close(per_sample, eager[0], rtol=1e-5, atol=1e-6)
+
+    def test_no_grad_and_inference_skip_the_autograd_function(self):
+        torch = torch_or_skip()
+        q, k, v = (torch.asarray(a, requires_grad=True) for a in (Q, K, V))
+        with torch.no_grad():
+            assert mle.attention(q, k, v).grad_fn is None
+        assert type(mle.attention(q, k, v).grad_fn).__name__ == "RuleBackward"
+
+    def test_half_precision_gradients(self, backend, half_dtype):
+        if backend.library not in ("torch", "jax"):
+            pytest.skip("autodiff exists in torch and JAX")
+        k, v, options = BACKWARD_CASES["gqa-causal-mask"]
+        args = [backend.asarray(a, half_dtype) for a in (DOUT, Q, k, v)]
+        rounded = [backend.to_numpy(a) for a in args] if backend.values else [DOUT, Q, k, v]
+        expected = sdpa_grads(*rounded[1:], rounded[0], **options)
+        mask = backend.asarray(options["mask"])
+        grads = backend.call(
+            lambda do, q, k, v, m: mle.attention_backward(
+                do, q, k, v, mask=m, is_causal=True, enable_gqa=True
+            ),
+            *args,
+            mask,
+        )
+        for got, want in zip(grads[:3], expected[:3], strict=True):
+            assert_close(got, want, backend, half_dtype, rtol=5e-2, atol=5e-2)
+
+    def test_jax_grad_of_a_float_bias_matches_jax_nn(self):
+        jax = jax_or_skip()
+        jnp = jax.numpy
+        q, k = jnp.asarray(Q), jnp.asarray(K_GQA)
+        bias = jnp.asarray(RNG.normal(size=(1, HQ, L, S)))  # a learned per-head bias
+        w = jnp.asarray(RNG.normal(size=(B, HQ, L, E)))
+
+        def ours(q, k, v, bias):
+            return jnp.sum(mle.attention(q, k, v, mask=bias, enable_gqa=True) * w)
+
+        def theirs(q, k, v, bias):
+            t = lambda a: jnp.swapaxes(a, 1, 2)  # noqa: E731 - jax.nn's (B, T, N, H)
+            return jnp.sum(t(jax.nn.dot_product_attention(t(q), t(k), t(v), bias=bias)) * w)
+
+        expected = jax.grad(theirs, argnums=(0, 1, 2, 3))(q, k, k, bias)
+        for fn in (jax.grad(ours, argnums=(0, 1, 2, 3)), jax.jit(jax.grad(ours, (0, 1, 2, 3)))):
+            for g, e in zip(fn(q, k, k, bias), expected, strict=True):
+                np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)  # jax.nn: float32 softmax
+        # jax.checkpoint recomputes the forward in the backward pass: same gradients.
+        remat = jax.grad(jax.checkpoint(ours), argnums=(0, 1, 2, 3))(q, k, k, bias)
+        for g, e in zip(remat, expected, strict=True):
+            np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-6)
+        # vmap of the gradient over the batch axis equals the batched gradient.
+        per_sample = jax.vmap(jax.grad(lambda q, k, v: jnp.sum(mle.attention(q, k, v) ** 2)))
+        batched = jax.grad(lambda q, k, v: jnp.sum(mle.attention(q, k, v) ** 2))
+        args = (jnp.asarray(Q), jnp.asarray(K), jnp.asarray(V))
+        np.testing.assert_allclose(per_sample(*args), batched(*args), rtol=1e-12, atol=1e-12)
+
+
+class TestMultiHeadAttentionTrains:
+    def test_weight_gradients_match_torch(self):
+        torch = torch_or_skip()
+        mha = torch.nn.MultiheadAttention(D, HEADS, batch_first=True, dtype=torch.float64)
+        x, mem = torch.asarray(XQ), torch.asarray(XK)
+        allowed = MHA_MASK & causal_mask(L, S)
+        theirs, _ = mha(x, mem, mem, attn_mask=torch.asarray(~allowed), need_weights=False)
+        theirs.backward(torch.asarray(DOUT[:, 0, :, :1].repeat(D, axis=-1)))
+        w_q, w_k, w_v = (
+            p.detach().clone().requires_grad_(True) for p in mha.in_proj_weight.chunk(3)
+        )
+        b_q, b_k, b_v = (p.detach().clone().requires_grad_(True) for p in mha.in_proj_bias.chunk(3))
+        w_o = mha.out_proj.weight.detach().clone().requires_grad_(True)
+        b_o = mha.out_proj.bias.detach().clone().requires_grad_(True)
+        ours = mle.multi_head_attention(
+            x, mem, mem, num_heads=HEADS, w_q=w_q, w_k=w_k, w_v=w_v, w_o=w_o,
+            b_q=b_q, b_k=b_k, b_v=b_v, b_o=b_o, mask=torch.asarray(MHA_MASK), is_causal=True,
+        )  # fmt: skip
+        ours.backward(torch.asarray(DOUT[:, 0, :, :1].repeat(D, axis=-1)))
+        torch.testing.assert_close(ours, theirs)
+        w_in = torch.cat([w_q.grad, w_k.grad, w_v.grad])
+        b_in = torch.cat([b_q.grad, b_k.grad, b_v.grad])
+        torch.testing.assert_close(w_in, mha.in_proj_weight.grad, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(b_in, mha.in_proj_bias.grad, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(w_o.grad, mha.out_proj.weight.grad, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(b_o.grad, mha.out_proj.bias.grad, rtol=1e-10, atol=1e-12)

@@ -30,24 +30,23 @@ class Rule(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
         """Keep the inputs, the output and the forward's saved arrays for the backward."""
-        _, backward, static, *arrays = inputs
+        forward, backward, static, *arrays = inputs
         out, *saved = output
-        ctx.backward, ctx.static, ctx.count = backward, static, len(arrays)
+        ctx.rule, ctx.static, ctx.count = (forward, backward), static, len(arrays)
         ctx.mark_non_differentiable(*saved)
         ctx.save_for_backward(*arrays, out, *saved)
 
     @staticmethod
     def backward(ctx: Any, dout: Any, *_: Any) -> Any:
-        """Run the portable backward pass, which is not itself differentiable."""
-        if torch.is_grad_enabled():
-            # create_graph=True asks for a differentiable backward pass; returning one
-            # that is not would make every second-order term silently zero.
-            raise RuntimeError(
-                f"{ctx.backward.__module__.split('.')[-1]}: the backward pass is not "
-                "differentiable, so double backward (create_graph=True, gradient "
-                "penalties, MAML) is not supported"
-            )
-        tensors, n = ctx.saved_tensors, ctx.count
+        """Run the portable backward pass (differentiably, when create_graph=True)."""
+        (forward, backward), n = ctx.rule, ctx.count
+        tensors = ctx.saved_tensors
         arrays, out, saved = tuple(tensors[:n]), tensors[n], tuple(tensors[n + 1 :])
-        needs = ctx.needs_input_grad[3:]
-        return (None, None, None, *ctx.backward(arrays, out, saved, dout, needs, ctx.static))
+        if torch.is_grad_enabled():
+            # create_graph=True (double backward, gradient penalties, torch.func): the
+            # saved arrays lost their link to the inputs, so recompute them from the
+            # inputs, for autograd to record; the gradients are then differentiable,
+            # at the memory cost of the plain formula.
+            out, saved = forward(arrays, ctx.static)
+        grads = backward(arrays, out, saved, dout, ctx.needs_input_grad[3:], ctx.static)
+        return (None, None, None, *grads)
