@@ -800,9 +800,16 @@ def plot(records: list[Record], path: str, *, title: str | None = None) -> None:
     ]
     if any(r.flag for r in timed):
         handles.append(Patch(facecolor="none", edgecolor="red", label="? suspect reading"))
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-    if title:
-        fig.suptitle(title, fontsize=10.5)
+    # At the top, where a reader starts; the title rides on the legend, as
+    # constrained layout would set a separate suptitle over the legend.
+    fig.legend(
+        handles=handles,
+        loc="outside upper center",
+        ncol=len(handles),
+        frameon=False,
+        title=title,
+        title_fontsize=10.5,
+    )
     fig.savefig(path, dpi=100)
 
 
