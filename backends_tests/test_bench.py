@@ -47,6 +47,8 @@ class TestFlags:
         stalled, fine, big = records
         assert stalled.flag is not None
         assert "larger matmul" in stalled.flag
+        assert stalled.seconds == pytest.approx(0.040)
+        assert (stalled.gflops, stalled.matmul_fraction) == (None, None)  # nothing to quote
         assert fine.flag is None
         assert big.flag is None
         # The peak is the best unflagged size (1024: 195 GFLOP/s); 512 reads 98 %.
@@ -66,6 +68,7 @@ class TestFlags:
         numpy_portable, numpy_native, torch_portable, torch_native = records[-4:]
         assert "slower than the other readings" in torch_native.flag
         assert torch_portable.flag == "ratio to a flagged native reading"
+        assert torch_portable.ratio is None
         assert numpy_portable.flag is None
         assert numpy_native.flag is None
         assert numpy_portable.ratio == pytest.approx(1e-4 / 1.2e-4)

@@ -621,7 +621,9 @@ def _derive(records: list[Record]) -> None:
     a page-fault storm); and a time
     shorter than the least arithmetic of the case (:attr:`Case.least_flops`)
     takes at the backend's matmul peak. The peak is the best matmul rate among
-    the sizes that were not flagged themselves.
+    the sizes that were not flagged themselves. A flagged record keeps its
+    measured `seconds` and loses every number derived from it (GFLOP/s, the
+    ratios, the fraction of peak), so no table or JSON reader can quote them.
     """
     timed = [r for r in records if r.seconds]
     seconds = {id(r): float(r.seconds or 0.0) for r in timed}
@@ -667,6 +669,9 @@ def _derive(records: list[Record]) -> None:
         cpu = by_key.get((_CPU_OF.get(r.backend, ""), r.op, r.case, r.impl))
         if cpu is not None and cpu.seconds:
             r.gpu_speedup = cpu.seconds / seconds[id(r)]
+    for r in timed:
+        if r.flag is not None:  # keep the measured time; derive nothing from it
+            r.gflops = r.ratio = r.matmul_fraction = r.gpu_speedup = None
 
 
 def _cell(value: float | None, spec: str, flagged: bool) -> str:
