@@ -57,7 +57,7 @@ def apply(
         if wants_grad or torch.compiler.is_compiling():  # dynamo must see the Function
             from ._autodiff_torch import Rule
 
-            out: Array = Rule.apply(forward, backward, static, *arrays)[0]
+            out: Array = Rule.apply(forward, backward, static, *arrays)[0]  # type: ignore[no-untyped-call]
             return out
     elif is_jax(xp):
         return _jax_function(forward, backward)(static, arrays)

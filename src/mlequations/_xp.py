@@ -42,6 +42,7 @@ __all__ = [
     "namespace",
     "repeat",
     "scalar",
+    "scan",
 ]
 
 Array: TypeAlias = Any
@@ -306,6 +307,33 @@ def cholesky(a: Array, xp: Namespace) -> Array:
 
         return da.linalg.cholesky(a.rechunk(a.shape[-1]), lower=True)  # type: ignore[no-untyped-call]
     return xp.linalg.cholesky(a)
+
+
+def scan(
+    body: Callable[[Any, tuple[Array, ...]], tuple[Any, tuple[Array, ...]]],
+    carry: Any,
+    xs: tuple[Array, ...],
+    xp: Namespace,
+) -> tuple[Any, tuple[Array, ...]]:
+    """``carry, y = body(carry, x)`` for each `x` along the first axis of `xs`; the ys stacked.
+
+    The standard has no loop construct. Python's loop is right everywhere but under
+    JAX, where tracing unrolls it, and XLA's CPU scheduler then runs the unrolled
+    blocks side by side, with every block's temporaries alive at once (2.8 GB for
+    attention's backward pass at L = 16384). ``jax.lax.scan`` traces `body` once
+    and runs the blocks one after another in the memory of one. `carry` is a
+    (nested) tuple of arrays or None whose shapes `body` keeps.
+    """
+    if is_jax(xp):
+        import jax
+
+        out: tuple[Any, tuple[Array, ...]] = jax.lax.scan(body, carry, xs)
+        return out
+    ys = []
+    for i in range(xs[0].shape[0]):
+        carry, y = body(carry, tuple(x[i, ...] for x in xs))
+        ys.append(y)
+    return carry, tuple(xp.stack(parts) for parts in zip(*ys, strict=True))
 
 
 def repeat(steps: int, body: Callable[[Any], Any], init: Any, xp: Namespace) -> Any:

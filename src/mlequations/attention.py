@@ -30,7 +30,7 @@ import operator
 from typing import Any, NamedTuple
 
 from . import _autodiff
-from ._xp import Array, Namespace, device, exp2, float_dtypes, is_jax, namespace, scalar
+from ._xp import Array, Namespace, device, exp2, float_dtypes, is_jax, namespace, scalar, scan
 
 __all__ = ["AttentionGrads", "attention", "attention_backward", "multi_head_attention"]
 
@@ -40,12 +40,14 @@ class _Plan(NamedTuple):
 
     `rows` queries (None: all) by `keys` keys (None: an exact softmax over all of
     them), over every batch element at once or, with `per_element`, over one batch
-    element (one head of one sample) at a time.
+    element (one head of one sample) at a time; with `looped`, the query blocks are
+    the steps of a loop that the compiler runs (`_xp.scan`), not unrolled by Python.
     """
 
     rows: int | None
     keys: int | None
     per_element: bool = False
+    looped: bool = False
 
 
 # Block sizes and the choice rule, measured on this project's 2-core CPU (torch 2.13,
@@ -56,7 +58,7 @@ class _Plan(NamedTuple):
 # diagonal, then cost at most 1/16 more work, and larger blocks pay for fewer calls.
 _ELEMENT_TILE = _Plan(1024, 512, per_element=True)
 _CAUSAL_KEYS = 2048
-_JAX_BLOCKS = 16  # query blocks at most under JAX, each with an exact softmax
+_JAX_TILE = 2**21  # scores per step of the compiled loop under JAX (8 MiB in float32)
 _LOG2_E = math.log2(math.e)
 
 
@@ -245,7 +247,9 @@ def attention_backward(
     arrays = (query, key, value, mask)
     out, saved = _forward(arrays, static)
     if tuple(dout.shape) != tuple(out.shape):
-        raise ValueError(f"`dout` must have the output's shape {out.shape}, got {dout.shape}")
+        raise ValueError(
+            f"`dout` must have the output's shape {tuple(out.shape)}, got {tuple(dout.shape)}"
+        )
     floating = mask is not None and xp.isdtype(mask.dtype, "real floating")
     return AttentionGrads(
         *_backward(arrays, out, saved, dout, (True, True, True, floating), static)
@@ -302,10 +306,11 @@ def _static(
 ) -> _Static:
     """Validate the inputs and decide the dtypes, the scale and the tiling."""
     out_dtype, work = float_dtypes(xp, query=query, key=key, value=value)
-    L, _, E, G = _check(query, key, value, mask, enable_gqa, block_size, scale, xp)
+    L, S, E, G = _check(query, key, value, mask, enable_gqa, block_size, scale, xp)
     # With E = 0 every score is an empty dot product, 0 whatever the scale (as in torch).
     s = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
-    plan = _choose(L, is_causal, block_size, xp)
+    batch = max(math.prod(x.shape[:-2]) for x in (query, key, value))
+    plan = _choose(L, S, batch, is_causal, block_size, xp)
     return _Static(bool(is_causal), s, G, plan, out_dtype, work, xp)
 
 
@@ -350,6 +355,8 @@ def _forward(arrays: tuple[Array, ...], static: _Static) -> tuple[Array, tuple[A
         out = (_fold(q, G, L, xp) @ kT) @ v  # (..., Hkv, G·L, Ev)
         out = xp.reshape(out, (*out.shape[:-2], G, L, out.shape[-1]))
         lse = xp.full((*out.shape[:-1], 1), math.inf, dtype=static.work, device=device(out))
+    elif plan.looped:
+        out, lse = _looped(q, kT, v, mask, static.is_causal, G, plan, xp)
     elif not plan.per_element:
         out, lse = _tiled(q, kT, v, mask, static.is_causal, G, plan, xp)  # (..., Hkv, G, L, ·)
     else:
@@ -373,15 +380,20 @@ def _forward(arrays: tuple[Array, ...], static: _Static) -> tuple[Array, tuple[A
     return out, (_merge_heads(lse, G, xp),)
 
 
-def _choose(L: int, is_causal: bool, block_size: int | None, xp: Namespace) -> _Plan:
+def _choose(
+    L: int, S: int, batch: int, is_causal: bool, block_size: int | None, xp: Namespace
+) -> _Plan:
     """The tiling that ran fastest for this shape (see the module constants)."""
     rows = min(256, max(64, L // 8))  # query blocks of the batched tiles
     if block_size is not None:
         return _Plan(rows, block_size)
     if is_jax(xp):
-        # XLA fuses each block's formula itself; query blocks keep the scores in cache
-        # (and skip the keys after the diagonal), at most 16 keep the traced program small.
-        return _Plan(max(rows, -(-L // _JAX_BLOCKS)), None)
+        # Query blocks as the steps of a compiled loop, each an exact softmax over all
+        # keys for every batch element, at most _JAX_TILE scores a step: XLA fuses each
+        # step's formula itself, and runs the steps one after another (unrolled, it ran
+        # them side by side: 2.8 GB for forward + backward at L = 16384, 52 MiB now).
+        fit = _JAX_TILE // max(1, batch * S)
+        return _Plan(min(L, max(16, 1 << max(fit.bit_length() - 1, 0))), None, looped=True)
     return _Plan(rows, _CAUSAL_KEYS) if is_causal else _ELEMENT_TILE
 
 
@@ -412,12 +424,72 @@ def _tiled(
         p1 = min(p0 + rows, L)
         qt = _fold(q[..., p0:p1, :], G, p1 - p0, xp)  # (..., G·Lb, E)
         key_blocks = _key_blocks(S, p0, p1, is_causal, plan.keys)
-        out, lse = _softmax_times(qt, kT, v, mask, is_causal, G, p0, p1, key_blocks, xp)
+        rows_ = _rows(mask, is_causal, p0, p1, q, xp)
+        out, lse = _softmax_times(qt, kT, v, rows_, G, key_blocks, xp)
         outs.append(_unfold(out, G, xp))  # (..., G, Lb, Ev)
         lses.append(_unfold(lse, G, xp))  # (..., G, Lb, 1)
     if len(outs) == 1:
         return outs[0], lses[0]
     return xp.concat(outs, axis=-2), xp.concat(lses, axis=-2)
+
+
+def _looped(
+    q: Array,
+    kT: Array,
+    v: Array,
+    mask: Array | None,
+    is_causal: bool,
+    G: int,
+    plan: _Plan,
+    xp: Namespace,
+) -> tuple[Array, Array]:
+    """`_tiled` with the query blocks as the steps of a compiled loop (`_xp.scan`).
+
+    Every block sees every key block (the causal skip needs a block's position
+    as a Python int, which a traced loop does not have); the mask does the rest.
+    """
+    L, S = q.shape[-2], kT.shape[-1]
+    rows = min(plan.rows or L, L)
+    key_blocks = _key_blocks(S, 0, 0, False, plan.keys)
+
+    def block(carry: None, x: tuple[Array, ...]) -> tuple[None, tuple[Array, Array]]:
+        qb, positions, *mask_rows = x
+        these = _Rows(mask_rows[0] if mask_rows else mask, positions if is_causal else None, None)
+        out, lse = _softmax_times(_fold(qb, G, rows, xp), kT, v, these, G, key_blocks, xp)
+        return carry, (_unfold(out, G, xp), _unfold(lse, G, xp))
+
+    _, (out, lse) = scan(block, None, _row_blocks((q,), mask, rows, xp), xp)
+    return _from_row_blocks(out, L, xp), _from_row_blocks(lse, L, xp)
+
+
+def _row_blocks(
+    arrays: tuple[Array, ...], mask: Array | None, rows: int, xp: Namespace
+) -> tuple[Array, ...]:
+    """`arrays` `(..., L, ·)` cut into `(n, ..., rows, ·)` blocks, with their positions.
+
+    The last block is zero-padded; the mask's rows are cut too when it has them.
+    """
+    L = arrays[0].shape[-2]
+    n = -(-L // rows)
+    cut = [*arrays, *([mask] if mask is not None and mask.shape[-2] > 1 else [])]
+    blocks = []
+    for x in cut:
+        if n * rows > L:
+            pad = xp.zeros(
+                (*x.shape[:-2], n * rows - L, x.shape[-1]), dtype=x.dtype, device=device(x)
+            )
+            x = xp.concat([x, pad], axis=-2)
+        x = xp.reshape(x, (*x.shape[:-2], n, rows, x.shape[-1]))  # (..., n, rows, ·)
+        blocks.append(xp.moveaxis(x, -3, 0))  # (n, ..., rows, ·)
+    positions = xp.reshape(xp.arange(n * rows, device=device(arrays[0])), (n, rows))
+    return (*blocks[: len(arrays)], positions, *blocks[len(arrays) :])
+
+
+def _from_row_blocks(y: Array, L: int, xp: Namespace) -> Array:
+    """`(n, ..., rows, ·)` blocks back to `(..., L, ·)`: the inverse of `_row_blocks`."""
+    y = xp.moveaxis(y, 0, -3)  # (..., n, rows, ·)
+    y = xp.reshape(y, (*y.shape[:-3], y.shape[-3] * y.shape[-2], y.shape[-1]))
+    return y[..., :L, :]
 
 
 def _key_blocks(
@@ -444,11 +516,8 @@ def _softmax_times(
     qt: Array,
     kT: Array,
     v: Array,
-    mask: Array | None,
-    is_causal: bool,
+    rows: _Rows,
     G: int,
-    p0: int,
-    p1: int,
     key_blocks: list[tuple[int, int]],
     xp: Namespace,
 ) -> tuple[Array, Array]:
@@ -463,10 +532,12 @@ def _softmax_times(
     """
     # Only a mask can leave a row without a key: with `is_causal` alone, every query's
     # first block holds a key it sees. Without one, the guards below are skipped.
-    guarded = mask is not None
-    m = total = acc = None
+    guarded = rows.mask is not None
+    m: Array = None
+    total: Array = None
+    acc: Array = None
     for c0, c1 in key_blocks:
-        scores = _scores(qt, kT, mask, is_causal, G, p0, p1, c0, c1, xp)  # (..., G·Lb, Kb)
+        scores = _scores(qt, kT, rows, G, c0, c1, xp)  # (..., G·Lb, Kb)
         m_new = xp.max(scores, axis=-1, keepdims=True)  # (..., G·Lb, 1)
         if m is not None:
             m_new = xp.maximum(m, m_new)
@@ -492,32 +563,46 @@ def _softmax_times(
     return acc / total, xp.where(seen, m + xp.log2(total), scalar(math.inf, total, xp=xp))
 
 
-def _scores(
-    qt: Array,
-    kT: Array,
-    mask: Array | None,
-    is_causal: bool,
-    G: int,
-    p0: int,
-    p1: int,
-    c0: int,
-    c1: int,
-    xp: Namespace,
-) -> Array:
-    """Masked scaled scores of query positions [p0, p1) against keys [c0, c1)."""
+class _Rows(NamedTuple):
+    """A block of query rows: the mask's rows for it, and where causality must mask it.
+
+    `positions` holds the block's query positions when `is_causal` (else None);
+    `first`, the first of them as a Python int, lets a tile wholly below the
+    diagonal skip the causal mask (None: unknown while tracing a loop, always mask).
+    """
+
+    mask: Array | None  # (..., G|1, Lb|1, S|1)
+    positions: Array | None  # (Lb,)
+    first: int | None
+
+
+def _rows(
+    mask: Array | None, is_causal: bool, p0: int, p1: int, like: Array, xp: Namespace
+) -> _Rows:
+    """The `_Rows` of query positions [p0, p1)."""
+    if mask is not None and mask.shape[-2] > 1:
+        mask = mask[..., p0:p1, :]
+    positions = xp.arange(p0, p1, device=device(like)) if is_causal else None
+    return _Rows(mask, positions, p0)
+
+
+def _scores(qt: Array, kT: Array, rows: _Rows, G: int, c0: int, c1: int, xp: Namespace) -> Array:
+    """Masked scaled scores of a block of query rows against keys [c0, c1)."""
     scores = qt @ kT[..., c0:c1]  # (..., Hkv, G·Lb, Kb)
+    Lb = qt.shape[-2] // G
     allowed = None
-    if mask is not None:
-        tile = mask[..., p0:p1, :] if mask.shape[-2] > 1 else mask
-        tile = _fold(tile[..., c0:c1] if tile.shape[-1] > 1 else tile, G, p1 - p0, xp)
+    if rows.mask is not None:
+        tile = rows.mask[..., c0:c1] if rows.mask.shape[-1] > 1 else rows.mask
+        tile = _fold(tile, G, Lb, xp)
         if xp.isdtype(tile.dtype, "bool"):
             allowed = tile
         else:
             scores = scores + tile * _LOG2_E  # in base 2, as the scores; per tile: no mask copy
-    if is_causal and c1 - 1 > p0:  # some key lies after some query of the block
-        row = xp.arange(p0, p1, device=device(qt))  # query positions
+    # Only where some key lies after some query of the block.
+    if rows.positions is not None and (rows.first is None or c1 - 1 > rows.first):
+        row = rows.positions  # query positions
         if G > 1:
-            row = xp.reshape(xp.broadcast_to(row, (G, p1 - p0)), (-1,))
+            row = xp.reshape(xp.broadcast_to(row, (G, Lb)), (-1,))
         causal = row[:, None] >= xp.arange(c0, c1, device=device(qt))[None, :]  # (G·Lb, Kb)
         allowed = causal if allowed is None else xp.logical_and(allowed, causal)
     if allowed is not None:
@@ -552,7 +637,9 @@ def _backward(
     do, o, lse = (_split_heads(a, G, xp) for a in (do, o, lse))  # (..., Hkv, G, L, ·)
     if empty:  # nothing was attended: every gradient is zero
         dq, dk, dv = (xp.zeros_like(a) for a in (q, k, v))
-        dm = xp.zeros(m.shape, dtype=work, device=device(q)) if want_mask else None
+        dm = xp.zeros(m.shape, dtype=work, device=device(q)) if m is not None else None
+    elif static.plan.looped:
+        dq, dk, dv, dm = _looped_backward(q, k, v, m, do, o, lse, static, want_mask)
     elif not static.plan.per_element:
         dq, dk, dv, dm = _tiled_backward(q, k, v, m, do, o, lse, static, want_mask)
     else:
@@ -563,7 +650,9 @@ def _backward(
                 _element(k, index, 2),  # (S, E)
                 _element(v, index, 2),  # (S, Ev)
                 None if m is None else _element(m, index, 3),  # (G|1, L|1, S|1)
-                *(_element(a, index, 3) for a in (do, o, lse)),  # (G, L, ·)
+                _element(do, index, 3),  # (G, L, Ev)
+                _element(o, index, 3),  # (G, L, Ev)
+                _element(lse, index, 3),  # (G, L, 1)
                 static,
                 want_mask,
             )
@@ -577,7 +666,7 @@ def _backward(
         xp.astype(xp.reshape(g, a.shape), a.dtype, copy=False) if need else None
         for g, a, need in zip((dq, dk, dv), (query, key, value), needs, strict=False)
     ]
-    if want_mask:
+    if want_mask and m is not None and mask is not None:
         grads.append(xp.astype(xp.reshape(_sum_to(dm, m.shape, xp), mask.shape), mask.dtype))
     else:
         grads.append(None)
@@ -615,15 +704,17 @@ def _tiled_backward(
         qt, dot, ot, lset = (_fold(a[..., p0:p1, :], G, p1 - p0, xp) for a in (q, do, o, lse))
         blocks.append((p0, p1, qt, dot, lset, xp.sum(dot * ot, axis=-1, keepdims=True)))
     dq: list[Array] = []
-    dks, dvs, dmask = [], [], {}
+    dks: list[Array] = []
+    dvs: list[Array] = []
+    dmask: dict[tuple[int, int], Array] = {}
     for c0 in range(0, S, step):
         c1 = min(c0 + step, S)
         dk = dv = None
         for i, (p0, p1, qt, dot, lset, Dt) in enumerate(blocks):
             if static.is_causal and c0 >= p1:  # every key comes after every query
                 continue
-            tile = (p0, p1, c0, c1)
-            dq_t, dk_t, dv_t, ds = _tile_backward(qt, kT, vT, mask, dot, lset, Dt, tile, static)
+            rows_ = _rows(mask, static.is_causal, p0, p1, q, xp)
+            dq_t, dk_t, dv_t, ds = _tile_backward(qt, kT, vT, rows_, dot, lset, Dt, c0, c1, static)
             if c0 == 0:  # the first key block is seen by every query block
                 dq.append(dq_t)
             else:
@@ -647,23 +738,90 @@ def _tiled_backward(
     return _concat(dq, xp), _concat(dks, xp), _concat(dvs, xp), dm
 
 
+def _looped_backward(
+    q: Array,
+    k: Array,
+    v: Array,
+    mask: Array | None,
+    do: Array,
+    o: Array,
+    lse: Array,
+    static: _Static,
+    want_mask: bool,
+) -> tuple[Array, Array, Array, Array | None]:
+    """`_tiled_backward` with the query blocks as the steps of a compiled loop.
+
+    Query blocks outside: each step returns its block's dQ (and mask rows) and
+    adds its share of dK and dV, over all keys, to the loop's carry.
+    """
+    xp, G, plan = static.xp, static.G, static.plan
+    L, S = q.shape[-2], k.shape[-2]
+    rows = min(plan.rows or L, L)
+    kT, vT = xp.matrix_transpose(k), xp.matrix_transpose(v)
+    key_blocks = _key_blocks(S, 0, 0, False, plan.keys)
+    batch = _batch(q, kT, v)
+    mask_rows = mask is not None and mask.shape[-2] > 1
+    carry = (
+        xp.zeros((*batch, S, k.shape[-1]), dtype=q.dtype, device=device(q)),
+        xp.zeros((*batch, S, v.shape[-1]), dtype=q.dtype, device=device(q)),
+        xp.zeros(_tile_shape(mask, 1, S), dtype=q.dtype, device=device(q))
+        if want_mask and not mask_rows
+        else None,
+    )
+
+    def block(carry: Any, x: tuple[Array, ...]) -> tuple[Any, tuple[Array, ...]]:
+        dk, dv, dm = carry
+        qb, dob, ob, lseb, positions, *mask_block = x
+        qt, dot, ot, lset = (_fold(a, G, rows, xp) for a in (qb, dob, ob, lseb))
+        Dt = xp.sum(dot * ot, axis=-1, keepdims=True)  # D = rowsum(dO ∘ O)
+        these = _Rows(
+            mask_block[0] if mask_block else mask, positions if static.is_causal else None, None
+        )
+        dq: Array = None
+        dks, dvs, dms = [], [], []
+        for c0, c1 in key_blocks:
+            dq_t, dk_t, dv_t, ds = _tile_backward(qt, kT, vT, these, dot, lset, Dt, c0, c1, static)
+            dq = dq_t if dq is None else dq + dq_t
+            dks.append(dk_t)
+            dvs.append(dv_t)
+            if want_mask:
+                dms.append(_sum_to(_unfold(ds, G, xp), _tile_shape(these.mask, rows, c1 - c0), xp))
+        dk = dk + xp.concat(dks, axis=-2) * math.log(2.0)  # dK = ln 2·Σ dSᵀ q
+        dv = dv + xp.concat(dvs, axis=-2)
+        ys: tuple[Array, ...] = (_unfold(dq * static.s, G, xp),)  # dQ = s·Σ dS K
+        if want_mask and mask is not None:
+            dm_rows = _join(dms, -1, mask.shape[-1] != 1, xp)
+            if mask_rows:
+                ys = (*ys, dm_rows)
+            else:
+                dm = dm + dm_rows
+        return (dk, dv, dm), ys
+
+    (dk, dv, dm), ys = scan(block, carry, _row_blocks((q, do, o, lse), mask, rows, xp), xp)
+    dq = _from_row_blocks(ys[0], L, xp)
+    if want_mask and mask_rows:
+        dm = _from_row_blocks(ys[1], L, xp)
+    return dq, dk, dv, dm
+
+
 def _tile_backward(
     qt: Array,
     kT: Array,
     vT: Array,
-    mask: Array | None,
+    rows: _Rows,
     dot: Array,
     lset: Array,
     Dt: Array,
-    tile: tuple[int, int, int, int],
+    c0: int,
+    c1: int,
     static: _Static,
 ) -> tuple[Array, Array, Array, Array]:
-    """One tile's Σ dS K, Σ dSᵀ q and dV, and its dS: queries [p0, p1) by keys [c0, c1).
+    """One tile's Σ dS K, Σ dSᵀ q and dV, and its dS: a block of queries by keys [c0, c1).
 
     A function of its own so that its `Lb×Kb` temporaries are freed on return.
     """
-    xp, (p0, p1, c0, c1) = static.xp, tile
-    scores = _scores(qt, kT, mask, static.is_causal, static.G, p0, p1, c0, c1, xp)
+    xp = static.xp
+    scores = _scores(qt, kT, rows, static.G, c0, c1, xp)
     p = exp2(scores - lset, xp)  # P, the attention weights (0 where masked), (..., G·Lb, Kb)
     del scores
     dv_t = xp.matrix_transpose(p) @ dot  # (..., Kb, Ev)
@@ -795,18 +953,20 @@ def _check(
     """Validate shapes and options; return (L, S, E, G) with G query heads per key head."""
     for name, x in (("query", query), ("key", key), ("value", value)):
         if x.ndim < 2:
-            raise ValueError(f"`{name}` must have shape (..., length, features), got {x.shape}")
+            raise ValueError(
+                f"`{name}` must have shape (..., length, features), got {tuple(x.shape)}"
+            )
     L, E = query.shape[-2:]
     S = key.shape[-2]
     if key.shape[-1] != E:
         raise ValueError(
-            f"`key` must have the head dimension E = {E} of `query` (shape {query.shape}), "
-            f"got shape {key.shape}"
+            f"`key` must have the head dimension E = {E} of `query` (shape {tuple(query.shape)}), "
+            f"got shape {tuple(key.shape)}"
         )
     if value.shape[-2] != S:
         raise ValueError(
-            f"`value` must have the S = {S} rows of `key` (shape {key.shape}), "
-            f"got shape {value.shape}"
+            f"`value` must have the S = {S} rows of `key` (shape {tuple(key.shape)}), "
+            f"got shape {tuple(value.shape)}"
         )
     G = 1
     batch_q = tuple(query.shape[:-2])
@@ -814,18 +974,18 @@ def _check(
         if min(query.ndim, key.ndim, value.ndim) < 3:
             raise ValueError(
                 "`enable_gqa` needs a head axis (-3) in `query`, `key` and `value`, got shapes "
-                f"{query.shape}, {key.shape}, {value.shape}"
+                f"{tuple(query.shape)}, {tuple(key.shape)}, {tuple(value.shape)}"
             )
         Hq, Hkv = query.shape[-3], key.shape[-3]
         if value.shape[-3] != Hkv:
             raise ValueError(
-                f"`value` must have the {Hkv} heads of `key` (shape {key.shape}), "
-                f"got shape {value.shape}"
+                f"`value` must have the {Hkv} heads of `key` (shape {tuple(key.shape)}), "
+                f"got shape {tuple(value.shape)}"
             )
         if Hq % Hkv:
             raise ValueError(
-                f"`enable_gqa`: the query heads of `query` (shape {query.shape}, Hq = {Hq}) "
-                f"must be a multiple of the heads of `key` (shape {key.shape}, Hkv = {Hkv})"
+                f"`enable_gqa`: the query heads of `query` (shape {tuple(query.shape)}, Hq = {Hq}) "
+                f"must be a multiple of the heads of `key` (shape {tuple(key.shape)}, Hkv = {Hkv})"
             )
         G = Hq // Hkv
         batch_q = (*batch_q[:-1], Hkv)
@@ -844,7 +1004,7 @@ def _check(
         )
         if not fits:
             raise ValueError(
-                f"`mask` of shape {mask.shape} does not broadcast to (..., L, S) = {target}"
+                f"`mask` of shape {tuple(mask.shape)} does not broadcast to (..., L, S) = {target}"
             )
     if block_size is not None and (
         isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1
@@ -947,7 +1107,7 @@ def multi_head_attention(
     return xp.astype(o, out_dtype, copy=False)
 
 
-def _check_projections(arrays: dict[str, Array | None], num_heads: int) -> int:
+def _check_projections(arrays: dict[str, Array], num_heads: int) -> int:
     """Validate the projection shapes of :func:`multi_head_attention`; return D."""
     for name in ("query", "key", "value"):
         if arrays[name].ndim < 2:
@@ -958,16 +1118,16 @@ def _check_projections(arrays: dict[str, Array | None], num_heads: int) -> int:
         if w.ndim != 2 or w.shape != (D, features):
             raise ValueError(
                 f"`{name}` must have shape (D, {features}) = ({D}, {features}) to project "
-                f"`{x}` (shape {arrays[x].shape}), got {w.shape}"
+                f"`{x}` (shape {tuple(arrays[x].shape)}), got {tuple(w.shape)}"
             )
     if arrays["w_o"].ndim != 2 or arrays["w_o"].shape[1] != D:
-        raise ValueError(f"`w_o` must have shape (Do, {D}), got {arrays['w_o'].shape}")
+        raise ValueError(f"`w_o` must have shape (Do, {D}), got {tuple(arrays['w_o'].shape)}")
     for name, size in (("b_q", D), ("b_k", D), ("b_v", D), ("b_o", arrays["w_o"].shape[0])):
         b = arrays[name]
         if b is not None and tuple(b.shape) != (size,):
-            raise ValueError(f"`{name}` must have shape ({size},), got {b.shape}")
+            raise ValueError(f"`{name}` must have shape ({size},), got {tuple(b.shape)}")
     if isinstance(num_heads, bool) or not isinstance(num_heads, int) or num_heads < 1:
         raise ValueError(f"`num_heads` must be a positive int, got {num_heads!r}")
     if D % num_heads:
         raise ValueError(f"`num_heads` = {num_heads} must divide the projected width D = {D}")
-    return D
+    return int(D)

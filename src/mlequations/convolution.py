@@ -21,6 +21,7 @@ and the benchmark baselines.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import array_api_extra as xpx
 
@@ -67,7 +68,7 @@ def _padding(
     if isinstance(padding, int):
         pads = ((padding, padding), (padding, padding))
     else:
-        items = tuple(padding)
+        items: tuple[Any, ...] = tuple(padding)
         if len(items) == 2 and all(isinstance(p, int) for p in items):
             pads = ((items[0], items[0]), (items[1], items[1]))
         elif len(items) == 2 and all(not isinstance(p, int) and len(p) == 2 for p in items):
@@ -304,7 +305,7 @@ def _fft(
     weight: Array,
     groups: int,
     out: Pair,
-    pads: Pair,
+    pads: tuple[Pair, Pair],
     stride: Pair,
     dilation: Pair,
     xp: Namespace,
@@ -603,9 +604,13 @@ def conv2d(
     xp = namespace(input=input, weight=weight, bias=bias, xp=xp)
     out_dtype, work = float_dtypes(xp, input=input, weight=weight, bias=bias)
     if input.ndim not in (3, 4):
-        raise ValueError(f"`input` must have shape (N, C, H, W) or (C, H, W), got {input.shape}")
+        raise ValueError(
+            f"`input` must have shape (N, C, H, W) or (C, H, W), got {tuple(input.shape)}"
+        )
     if weight.ndim != 4:
-        raise ValueError(f"`weight` must have shape (K, C/groups, KH, KW), got {weight.shape}")
+        raise ValueError(
+            f"`weight` must have shape (K, C/groups, KH, KW), got {tuple(weight.shape)}"
+        )
     if method not in _METHODS:
         raise ValueError(
             f"`method` must be one of {', '.join(map(repr, _METHODS))}, got {method!r}"
@@ -619,15 +624,15 @@ def conv2d(
     if C % groups or K % groups:
         raise ValueError(
             f"`groups`={groups} must divide the input channels ({C}) and the output "
-            f"channels ({K}) of `input` {input.shape} and `weight` {weight.shape}"
+            f"channels ({K}) of `input` {tuple(input.shape)} and `weight` {tuple(weight.shape)}"
         )
     if Cg * groups != C:
         raise ValueError(
-            f"`input` has {C} channels but `weight` {weight.shape} expects "
+            f"`input` has {C} channels but `weight` {tuple(weight.shape)} expects "
             f"{Cg}·groups = {Cg * groups} (groups={groups})"
         )
     if bias is not None and tuple(bias.shape) != (K,):
-        raise ValueError(f"`bias` must have shape ({K},), got {bias.shape}")
+        raise ValueError(f"`bias` must have shape ({K},), got {tuple(bias.shape)}")
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     pads = _padding(padding, (H, W_in), (KH, KW), stride, dilation)  # ((top, bottom), (l, r))
     (top, bottom), (left, right) = pads
