@@ -180,3 +180,71 @@ def _threads(backend):
 
         return torch.get_num_threads()
     return os.cpu_count()
+
+
+# --- training: forward + backward ---------------------------------------------------
+TRAIN_IMPLS = ["default", "native"]
+
+
+def _training_step(backend, impl, causal):
+    """forward + backward of sum(attention(q, k, v) * w), the gradients of q, k and v."""
+    if backend.library == "torch":
+        import torch
+
+        sdpa = torch.nn.functional.scaled_dot_product_attention
+
+        def step(q, k, v, w):
+            ts = [t.detach().requires_grad_(True) for t in (q, k, v)]
+            if impl == "native":
+                out = sdpa(*ts, is_causal=causal)
+            else:
+                out = attention(*ts, is_causal=causal)
+            return torch.autograd.grad((out * w).sum(), ts)
+
+        return step
+    if backend.library == "jax" and backend.jit:
+        import jax
+
+        def loss(q, k, v, w):
+            if impl == "native":  # jax.nn's (B, T, H, E) layout, transposed in the program
+                t = lambda a: jax.numpy.swapaxes(a, 1, 2)  # noqa: E731
+                out = t(jax.nn.dot_product_attention(t(q), t(k), t(v), is_causal=causal))
+            else:
+                out = attention(q, k, v, is_causal=causal)
+            return (out * w).sum()
+
+        return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))
+    pytest.skip(f"no autodiff to train with on {backend.id}")
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[",".join(map(str, s)) for s in SHAPES])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+@pytest.mark.parametrize("impl", TRAIN_IMPLS)
+def bench_attention_training(benchmark, bench_backend, shape, causal, impl):
+    """One training step's attention: forward and backward, portable beside native."""
+    B, H, L, E = shape
+    step = _training_step(bench_backend, impl, causal)
+    rng = np.random.default_rng(1)
+    args = [
+        *_inputs(bench_backend, shape),
+        bench_backend.asarray(rng.standard_normal(shape, dtype=np.float32), "float32"),
+    ]
+    extra = {}
+    if bench_backend.library == "jax":  # XLA's temporaries for the whole step
+        analysis = step.lower(*args).compile().memory_analysis()
+        extra["temp_mib"] = analysis.temp_size_in_bytes / 2**20
+    measure(
+        benchmark,
+        bench_backend,
+        step,
+        *args,
+        group=f"attention-training[{B},{H},{L},{E}][{'causal' if causal else 'full'}]",
+        impl=impl,
+        flops=10.0 * B * H * L * L * E,  # 2 products forward, 5 backward (one recomputed)
+        rounds=3 if L >= 4096 else 5,
+        shape=list(shape),
+        dtype="float32",
+        causal=causal,
+        threads=_threads(bench_backend),
+        **extra,
+    )

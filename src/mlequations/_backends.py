@@ -286,8 +286,8 @@ class Backend:
 
     def sync(self, x: Any) -> Any:
         """Wait until `x` is computed (GPU kernels and JAX dispatch are asynchronous)."""
-        if self.library == "jax":
-            return x.block_until_ready()
+        if self.library == "jax":  # any pytree: a training step returns a tuple of gradients
+            return _configure("jax").block_until_ready(x)
         if self.library == "torch" and self.device_name == "cuda":
             _configure("torch").cuda.synchronize()
         if self.library == "cupy":
