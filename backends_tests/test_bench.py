@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 
 from mlequations import _bench
@@ -108,7 +109,7 @@ class TestFlags:
         records = _matmuls("numpy", [40.0, 1.4, 11.0])
         _bench._derive(records)
         lines = _bench.table(records).splitlines()
-        stalled = next(line for line in lines if line.startswith("matmul     256x256"))
+        stalled = next(line for line in lines if line.split()[:2] == ["matmul", "256x256"])
         assert "40.000?" in stalled
         assert "suspect [1]" in stalled
         assert "0.8" not in stalled  # its would-be GFLOP/s
@@ -192,3 +193,35 @@ def test_plot_without_timings_says_so(tmp_path):
     )
     _bench.plot([failed], str(tmp_path / "empty.png"))
     assert (tmp_path / "empty.png").read_bytes()[:4] == b"\x89PNG"
+
+
+class TestTrainingRows:
+    @pytest.mark.parametrize("backend_id", ["torch-cpu", "jax-jit"])
+    def test_portable_and_native_steps_give_the_same_gradients(self, backend_id):
+        backend = by_id(backend_id)
+        if backend.skip_reason():
+            pytest.skip(backend.skip_reason())
+        case = _bench.cases("attention-train", quick=True)[1]  # causal
+        impls = _bench.kernels(case, backend)
+        args = _bench.make_inputs(case, backend)
+        ours, theirs = (impls[name](*args) for name in ("portable", "native"))
+        assert len(ours) == len(theirs) == 3
+        for a, b in zip(ours, theirs, strict=True):
+            np.testing.assert_allclose(backend.to_numpy(a), backend.to_numpy(b), atol=1e-5)
+
+    def test_no_training_step_without_autodiff(self):
+        case = _bench.cases("attention-train", quick=True)[0]
+        assert _bench.kernels(case, by_id("numpy")) == {}
+
+    def test_peak_memory_is_measured_beside_the_time(self):
+        jax_backend = by_id("jax-jit")
+        if jax_backend.skip_reason():
+            pytest.skip(jax_backend.skip_reason())
+        case = _bench.cases("attention-train", quick=True)[0]
+        temp = _bench.peak_memory(case, jax_backend, "portable")
+        assert temp is not None
+        assert 0 < temp < 64
+        forward = _bench.cases("attention", quick=True)[0]
+        rss = _bench.peak_memory(forward, by_id("numpy"), "portable")
+        assert rss is not None
+        assert 0 <= rss < 64

@@ -57,7 +57,7 @@ __all__ = [
     "time_interleaved",
 ]
 
-OPS = ("matmul", "softmax", "attention", "conv2d")
+OPS = ("matmul", "softmax", "attention", "attention-train", "conv2d")
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,18 @@ def _attention(B: int, H: int, L: int, E: int, causal: bool) -> Case:
     )
 
 
+def _attention_train(B: int, H: int, L: int, E: int, causal: bool) -> Case:
+    """Forward + backward of attention: the gradients of q, k and v for a given dO."""
+    label = f"({B},{H},{L},{E})" + (" causal" if causal else "")
+    shape = (B, H, L, E)
+    # 7 matrix products of 2·B·H·L·S·E: 2 forward, 5 backward (one recomputes the scores).
+    flops = 14.0 * B * H * L * L * E
+    visible = (L + 1) / (2 * L) if causal else 1.0
+    return Case(
+        "attention-train", label, (shape,) * 4, {"is_causal": causal}, flops, flops * visible
+    )
+
+
 def _conv2d(
     name: str,
     N: int,
@@ -161,6 +173,11 @@ _LADDERS: dict[str, list[Case]] = {
         for shape in ((8, 8, 512, 64), (4, 8, 1024, 64), (1, 8, 4096, 64), (1, 1, 16384, 64))
         for causal in (False, True)
     ],
+    "attention-train": [
+        _attention_train(*shape, causal)
+        for shape in ((8, 8, 512, 64), (4, 8, 1024, 64), (1, 8, 4096, 64), (1, 1, 16384, 64))
+        for causal in (False, True)
+    ],
     "conv2d": [
         _conv2d("resnet 3x3", 8, 64, 64, 56, 3, padding=1),
         _conv2d("stem 7x7 s2", 8, 3, 64, 224, 7, stride=2, padding=3),
@@ -176,6 +193,10 @@ _QUICK: dict[str, list[Case]] = {
     "matmul": [_matmul(n) for n in (256, 512, 1024)],
     "softmax": [_softmax(r, 256) for r in (16, 64)],
     "attention": [_attention(1, 2, 64, 16, False), _attention(1, 2, 128, 16, True)],
+    "attention-train": [
+        _attention_train(1, 2, 64, 16, False),
+        _attention_train(1, 2, 128, 16, True),
+    ],
     # The same kinds of convolution as the full ladder, small enough to run in seconds.
     "conv2d": [
         _conv2d("resnet 3x3", 1, 8, 8, 14, 3, padding=1),
@@ -226,19 +247,110 @@ def kernels(case: Case, backend: Backend) -> dict[str, Callable[..., Any]]:
         "conv2d": lambda x, w: mle.conv2d(x, w, **case.options),
     }
     portable = calls.get(case.op)
-    if portable is not None:
-        if backend.library == "jax":
-            import jax
+    if case.op == "attention-train":  # only where autodiff exists
+        portable = training_step(
+            lambda q, k, v: mle.attention(q, k, v, **case.options), backend.library
+        )
 
-            portable = jax.jit(portable)
-        found["portable"] = portable
+    if portable is not None:
+        found["portable"] = jax_jit(portable) if backend.library == "jax" else portable
     options = dict(case.options)
     if case.op == "conv2d":
         options["padding"] = _native_padding(case)
-    baseline = native(case.op, backend, **options)
+    if case.op == "attention-train":
+        attend = native("attention", backend, **options)
+        baseline = None if attend is None else training_step(attend, backend.library)
+        if baseline is not None and backend.library == "jax":
+            baseline = jax_jit(baseline)
+    else:
+        baseline = native(case.op, backend, **options)
     if baseline is not None:
         found["native"] = baseline
     return found
+
+
+def jax_jit(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``jax.jit(fn)``: users of JAX run its functions compiled."""
+    import jax
+
+    return jax.jit(fn)
+
+
+def training_step(attend: Callable[..., Any], library: str) -> Callable[..., Any] | None:
+    """``step(q, k, v, dO) → (dQ, dK, dV)``: `attend`'s forward and backward, or None.
+
+    torch's autograd, or JAX's ``grad`` (jitted where `portable` is, below); libraries
+    without autodiff have no training step to time.
+    """
+    if library == "torch":
+        import torch
+
+        def step(q: Any, k: Any, v: Any, dout: Any) -> Any:
+            inputs = [t.detach().requires_grad_(True) for t in (q, k, v)]
+            return torch.autograd.grad(attend(*inputs), inputs, dout)
+
+        return step
+    if library == "jax":
+        import jax
+
+        def loss(q: Any, k: Any, v: Any, dout: Any) -> Any:
+            return (attend(q, k, v) * dout).sum()
+
+        return jax.grad(loss, argnums=(0, 1, 2))
+    return None
+
+
+def peak_memory(case: Case, backend: Backend, impl: str, dtype: str = "float32") -> float | None:
+    """The extra memory (MiB) of one call of `impl`, above its inputs and outputs.
+
+    Under JAX, XLA's temporaries for the compiled call (exact, nothing is run).
+    On a CPU elsewhere, the rise of the peak resident memory of a fresh process
+    over one call, warmed on the quick case first, with glibc returning large
+    freed blocks at once (``MALLOC_MMAP_THRESHOLD_``), so that what is measured
+    is the memory alive together rather than what the allocator kept; minus
+    the outputs (a training step's gradients). None where neither applies.
+    """
+    if backend.library == "jax":
+        kernel = kernels(case, backend).get(impl)
+        if kernel is None or not hasattr(kernel, "lower"):
+            return None
+        args = make_inputs(case, backend, dtype)
+        analysis = kernel.lower(*args).compile().memory_analysis()
+        return float(analysis.temp_size_in_bytes) / 2**20
+    if backend.gpu or backend.library not in ("torch", "numpy"):
+        return None
+    job = (backend.id, case, impl, dtype)
+    code = (
+        "import pickle, sys; from mlequations._bench import _peak_worker; "
+        "print(_peak_worker(*pickle.loads(bytes.fromhex(sys.argv[1]))))"
+    )
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072"}
+    done = subprocess.run(
+        [sys.executable, "-c", code, pickle.dumps(job).hex()],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+    )
+    if done.returncode != 0:
+        return None
+    return float(done.stdout.split()[-1])
+
+
+def _peak_worker(backend_id: str, case: Case, impl: str, dtype: str) -> float:
+    import resource
+
+    backend = by_id(backend_id)
+    warm = next(c for c in cases(case.op, quick=True))
+    kernels(warm, backend)[impl](*make_inputs(warm, backend, dtype))
+    args = make_inputs(case, backend, dtype)
+    kernel = kernels(case, backend)[impl]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out = backend.sync(kernel(*args))
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    outputs = out if isinstance(out, tuple | list) else (out,)
+    kept = sum(math.prod(o.shape) * o.dtype.itemsize for o in outputs) / 2**20
+    return max(float(after - before) / 1024 - float(kept), 0.0)
 
 
 def steady_allocator() -> bool:
@@ -357,6 +469,7 @@ class Record:
     gpu_speedup: float | None = None
     error: str | None = None
     flag: str | None = None
+    peak_mib: float | None = None
 
 
 RECORD_SCHEMA: dict[str, Any] = {
@@ -377,6 +490,7 @@ RECORD_SCHEMA: dict[str, Any] = {
         "gpu_speedup",
         "error",
         "flag",
+        "peak_mib",
     ],
     "properties": {
         "backend": {"type": "string"},
@@ -406,6 +520,10 @@ RECORD_SCHEMA: dict[str, Any] = {
             "type": ["string", "null"],
             "description": "why the reading is physically impossible (not a rate to trust)",
         },
+        "peak_mib": {
+            "type": ["number", "null"],
+            "description": "extra memory of one call, MiB (attention): see peak_memory",
+        },
     },
     "additionalProperties": False,
 }
@@ -420,7 +538,9 @@ SUSPECT_FACTOR = 100.0
 # cases are different kinds of convolution, and a small depthwise one may
 # rightly be slower than a large dense one).
 LADDER_FACTOR = 10.0
-_LADDER_OPS = ("matmul", "softmax", "attention")
+_LADDER_OPS = ("matmul", "softmax", "attention", "attention-train")
+# The operations whose memory is the point: blockwise attention, forward and training.
+_MEMORY_OPS = ("attention", "attention-train")
 
 # Each GPU backend and the CPU backend of the same library, for "GPU over CPU".
 _CPU_OF = {"torch-cuda": "torch-cpu", "jax-gpu": "jax-jit", "cupy": "numpy"}
@@ -598,6 +718,9 @@ def _run_case(backend: Backend, case: Case, dtype: str, repeats: int) -> list[Re
                 seconds=timing.best,
                 median_seconds=timing.median,
                 gflops=case.flops / timing.best / 1e9,
+                peak_mib=peak_memory(case, backend, impl, dtype)
+                if case.op in _MEMORY_OPS
+                else None,
             )
         )
     return out
@@ -687,13 +810,13 @@ def table(records: list[Record]) -> str:
     or fraction: those would be derived from a number that cannot be true.
     """
     header = (
-        f"{'op':<10} {'case':<24} {'backend':<11} {'impl':<9} {'time ms':>10} "
-        f"{'GFLOP/s':>9} {'port/nat':>9} {'% mm peak':>10} {'GPU/CPU':>8}  note"
+        f"{'op':<15} {'case':<24} {'backend':<11} {'impl':<9} {'time ms':>10} "
+        f"{'GFLOP/s':>9} {'port/nat':>9} {'% mm peak':>10} {'GPU/CPU':>8} {'peak MiB':>9}  note"
     )
     flags = list(dict.fromkeys(r.flag for r in records if r.flag))
     lines = [header, "-" * len(header)]
     for r in records:
-        start = f"{r.op:<10} {r.case:<24} {r.backend:<11} {r.impl:<9}"
+        start = f"{r.op:<15} {r.case:<24} {r.backend:<11} {r.impl:<9}"
         if r.error:
             lines.append(f"{start} failed: {r.error[:80]}")
             continue
@@ -705,7 +828,8 @@ def table(records: list[Record]) -> str:
         lines.append(
             f"{start} {time_ms:>10} {_cell(r.gflops, '.1f', flagged):>9} "
             f"{_cell(r.ratio, '.2f', flagged):>9} {_cell(fraction, '.0f', flagged):>10} "
-            f"{_cell(r.gpu_speedup, '.1f', flagged):>8}  {note}".rstrip()
+            f"{_cell(r.gpu_speedup, '.1f', flagged):>8} {_cell(r.peak_mib, '.1f', False):>9}  "
+            f"{note}".rstrip()
         )
     lines += [f"[{number}] suspect: {flag}" for number, flag in enumerate(flags, 1)]
     if flags:
