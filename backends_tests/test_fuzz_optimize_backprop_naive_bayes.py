@@ -724,7 +724,6 @@ def test_gaussian_naive_bayes(backend):
 
 
 @pytest.mark.skip_xp_backend("jax-jit", reason="class discovery is eager by design")
-@pytest.mark.skip_xp_backend("dask", reason="class discovery is eager by design")
 @pytest.mark.skip_xp_backend("torch-meta", reason="class discovery reads label values")
 @pytest.mark.skip_xp_backend("strict-strictest", reason="unique_values: data-dependent shape")
 def test_gaussian_naive_bayes_discovers_classes(backend):
