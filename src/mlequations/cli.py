@@ -175,6 +175,7 @@ class _Progress:
                      for backend_id, _ in tasks}  # fmt: skip
         self.started: dict[str, float] = {}
         self.running: dict[tuple[str, str], str] = {}
+        self.start = time.perf_counter()
 
     def __call__(self, event: str, backend_id: str, dtype: str, name: str) -> None:
         if backend_id not in self.started:
@@ -198,7 +199,9 @@ class _Progress:
         width = 24
         filled = width * self.done // max(self.total, 1)
         now = ", ".join(f"{b} {d}: {n}" for (b, d), n in self.running.items())
-        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {now}"
+        elapsed = time.perf_counter() - self.start
+        line = f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+        line += f"{elapsed:3.0f} s  {now}"
         print(f"\r{line[: columns - 1]:<{columns - 1}}", end="", file=self.stream, flush=True)
 
     def close(self) -> None:
