@@ -54,7 +54,7 @@ def apply(
         wants_grad = torch.is_grad_enabled() and any(
             a is not None and a.requires_grad for a in arrays
         )
-        if wants_grad or torch.compiler.is_compiling():  # dynamo must see the Function
+        if wants_grad:
             from ._autodiff_torch import Rule
 
             out: Array = Rule.apply(forward, backward, static, *arrays)[0]  # type: ignore[no-untyped-call]

@@ -38,6 +38,7 @@ __all__ = [
     "float_dtypes",
     "is_jax",
     "is_torch",
+    "is_traced",
     "library_name",
     "namespace",
     "repeat",
@@ -181,6 +182,21 @@ def _device_key(dev: Any) -> str:
 def is_jax(xp: Namespace) -> bool:
     """Whether `xp` is JAX's namespace (used only to choose between equal algorithms)."""
     return bool(array_api_compat.is_jax_namespace(xp))
+
+
+def is_traced(*arrays: Any) -> bool:
+    """Whether this call is being traced into a program rather than run.
+
+    ``torch.compile`` (dynamo) and ``jax.jit``/``jax.grad`` trace: a Python loop
+    over heads or tiles is then unrolled into the program the compiler sees, so
+    the choice rules pick plans that stay small there (batched tiles, a compiled
+    loop) and leave the tiling to the compiler. Nothing is ever timed while tracing.
+    """
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.compiler.is_compiling():
+        return True
+    jax = sys.modules.get("jax")
+    return jax is not None and any(isinstance(a, jax.core.Tracer) for a in arrays)
 
 
 def is_torch(xp: Namespace) -> bool:

@@ -30,7 +30,18 @@ import operator
 from typing import Any, NamedTuple
 
 from . import _autodiff
-from ._xp import Array, Namespace, device, exp2, float_dtypes, is_jax, namespace, scalar, scan
+from ._xp import (
+    Array,
+    Namespace,
+    device,
+    exp2,
+    float_dtypes,
+    is_jax,
+    is_traced,
+    namespace,
+    scalar,
+    scan,
+)
 
 __all__ = ["AttentionGrads", "attention", "attention_backward", "multi_head_attention"]
 
@@ -59,6 +70,7 @@ class _Plan(NamedTuple):
 _ELEMENT_TILE = _Plan(1024, 512, per_element=True)
 _CAUSAL_KEYS = 2048
 _JAX_TILE = 2**21  # scores per step of the compiled loop under JAX (8 MiB in float32)
+_TRACED_BLOCKS = 16  # query blocks at most in a graph traced by torch.compile
 _LOG2_E = math.log2(math.e)
 
 
@@ -310,7 +322,8 @@ def _static(
     # With E = 0 every score is an empty dot product, 0 whatever the scale (as in torch).
     s = (1.0 / math.sqrt(E) if E else 1.0) if scale is None else float(scale)
     batch = max(math.prod(x.shape[:-2]) for x in (query, key, value))
-    plan = _choose(L, S, batch, is_causal, block_size, xp)
+    traced = is_traced(query, key, value, mask)
+    plan = _choose(L, S, batch, is_causal, block_size, traced, xp)
     return _Static(bool(is_causal), s, G, plan, out_dtype, work, xp)
 
 
@@ -381,7 +394,13 @@ def _forward(arrays: tuple[Array, ...], static: _Static) -> tuple[Array, tuple[A
 
 
 def _choose(
-    L: int, S: int, batch: int, is_causal: bool, block_size: int | None, xp: Namespace
+    L: int,
+    S: int,
+    batch: int,
+    is_causal: bool,
+    block_size: int | None,
+    traced: bool,
+    xp: Namespace,
 ) -> _Plan:
     """The tiling that ran fastest for this shape (see the module constants)."""
     rows = min(256, max(64, L // 8))  # query blocks of the batched tiles
@@ -394,6 +413,11 @@ def _choose(
         # them side by side: 2.8 GB for forward + backward at L = 16384, 52 MiB now).
         fit = _JAX_TILE // max(1, batch * S)
         return _Plan(min(L, max(16, 1 << max(fit.bit_length() - 1, 0))), None, looped=True)
+    if traced:
+        # torch.compile unrolls Python loops into its graph: no loop over heads, and at
+        # most _TRACED_BLOCKS query blocks, each an exact softmax over the keys it sees;
+        # the compiler fuses each block's formula itself.
+        return _Plan(max(rows, -(-L // _TRACED_BLOCKS)), None)
     return _Plan(rows, _CAUSAL_KEYS) if is_causal else _ELEMENT_TILE
 
 
