@@ -1,0 +1,390 @@
+"""The adapters of ``mlequations.integrations`` on real architectures (issue 20).
+
+Every model is a tiny random-init one built from its config (no weights, no
+network); every reference is the framework's own native path: transformers'
+``attn_implementation="sdpa"``, ``nn.Conv2d``, flax's default ``attention_fn``.
+A test skips only when its framework is not installed.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
+F = torch.nn.functional
+
+
+def _rel_close(actual, expected, rtol, name="", floor=0.0):
+    scale = max(float(expected.abs().max()), floor) or 1.0
+    err = float((actual - expected).abs().max())
+    assert err <= rtol * scale, f"{name}: max error {err:.3g} > {rtol} x {scale:.3g}"
+
+
+# --- torch ---------------------------------------------------------------------------
+
+
+class TestTorchSDPA:
+    def test_signature_is_torchs(self):
+        from mlequations.integrations.torch import scaled_dot_product_attention
+
+        # torch's builtin has no inspectable signature; its docstring's first line is it.
+        doc = F.scaled_dot_product_attention.__doc__.split("->")[0]
+        expected = " ".join(doc.split()).replace("scaled_dot_product_attention", "")
+        params = inspect.signature(scaled_dot_product_attention).parameters.values()
+        ours = ", ".join(
+            p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default!r}"
+            for p in params
+        )
+        assert f"({ours})" == expected
+
+    @pytest.mark.parametrize("causal", [False, True])
+    def test_matches_torch(self, causal):
+        from mlequations.integrations.torch import scaled_dot_product_attention
+
+        g = torch.Generator().manual_seed(0)
+        q = torch.randn(2, 4, 5, 8, generator=g, requires_grad=True)
+        k = torch.randn(2, 2, 5, 8, generator=g, requires_grad=True)
+        v = torch.randn(2, 2, 5, 8, generator=g, requires_grad=True)
+        mask = None if causal else torch.rand(2, 1, 5, 5, generator=g) > 0.3
+        mask = None if mask is None else mask | torch.eye(5, dtype=torch.bool)  # no empty row
+        args = {"attn_mask": mask, "is_causal": causal, "scale": 0.3, "enable_gqa": True}
+        ours = scaled_dot_product_attention(q, k, v, **args)
+        ref = F.scaled_dot_product_attention(q, k, v, **args)
+        torch.testing.assert_close(ours, ref, rtol=1e-5, atol=1e-6)
+        w = torch.randn(ref.shape, generator=g)
+        grads = torch.autograd.grad((ours * w).sum(), (q, k, v))
+        ref_grads = torch.autograd.grad((ref * w).sum(), (q, k, v))
+        for a, b in zip(grads, ref_grads, strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+    def test_dropout_raises(self):
+        from mlequations.integrations.torch import scaled_dot_product_attention
+
+        q = torch.ones(1, 2, 3)
+        with pytest.raises(NotImplementedError, match="dropout_p"):
+            scaled_dot_product_attention(q, q, q, dropout_p=0.1)
+
+
+class TestConv2d:
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"kernel_size": 3, "padding": 1},
+            {
+                "kernel_size": (3, 2),
+                "stride": 2,
+                "padding": (1, 0),
+                "dilation": (1, 2),
+                "bias": False,
+            },
+            {"kernel_size": 3, "padding": "same", "groups": 2},
+            {"kernel_size": 3, "padding": 2, "padding_mode": "reflect"},
+            {"kernel_size": 3, "padding": 1, "padding_mode": "circular", "stride": 2},
+        ],
+        ids=["pad1", "strided-dilated", "same-groups", "reflect", "circular"],
+    )
+    def test_matches_nn_conv2d(self, kwargs):
+        from mlequations.integrations.torch import Conv2d
+
+        torch.manual_seed(0)
+        native = nn.Conv2d(4, 6, **kwargs)
+        ours = Conv2d(4, 6, **kwargs)
+        ours.load_state_dict(native.state_dict())
+        assert ours.state_dict().keys() == native.state_dict().keys()
+        x = torch.randn(2, 4, 9, 8, requires_grad=True)
+        y, y_ref = ours(x), native(x)
+        torch.testing.assert_close(y, y_ref, rtol=1e-5, atol=1e-5)
+        (gx,) = torch.autograd.grad((y * y_ref.detach()).sum(), x)
+        (gx_ref,) = torch.autograd.grad((y_ref * y_ref.detach()).sum(), x)
+        torch.testing.assert_close(gx, gx_ref, rtol=1e-5, atol=1e-5)
+
+    def test_convert_swaps_in_place(self):
+        from mlequations.integrations.torch import Conv2d, convert_conv2d
+
+        class Custom(nn.Conv2d):
+            pass
+
+        model = nn.Sequential(
+            nn.Conv2d(3, 4, 3), nn.Sequential(nn.Conv2d(4, 4, 1)), Custom(4, 4, 1)
+        )
+        params = list(model.parameters())
+        keys = model.state_dict().keys()
+        assert convert_conv2d(model) is model
+        assert [type(m) for m in (model[0], model[1][0], model[2])] == [Conv2d, Conv2d, Custom]
+        assert all(a is b for a, b in zip(model.parameters(), params, strict=True))
+        assert model.state_dict().keys() == keys
+
+
+# --- transformers --------------------------------------------------------------------
+
+
+def _causal_lm(kind):
+    transformers = pytest.importorskip("transformers")
+    from mlequations.integrations.transformers import register
+
+    register()
+    if kind == "llama":  # grouped-query: 4 query heads share 2 key/value heads
+        cfg = transformers.LlamaConfig(
+            vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+        )  # fmt: skip
+    elif kind == "gpt2":
+        cfg = transformers.GPT2Config(
+            vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=64,
+            attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0,
+        )  # fmt: skip
+    else:
+        cfg = transformers.BertConfig(
+            vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=64,
+            attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0,
+        )  # fmt: skip
+    torch.manual_seed(0)
+    auto = (
+        transformers.AutoModelForMaskedLM if kind == "bert" else transformers.AutoModelForCausalLM
+    )
+    return auto.from_config(cfg, attn_implementation="sdpa").eval()
+
+
+def _batch(padding):
+    g = torch.Generator().manual_seed(1)
+    ids = torch.randint(1, 96, (3, 9), generator=g)
+    mask = torch.ones(3, 9, dtype=torch.long)
+    pad = slice(0, 4) if padding == "left" else slice(5, 9)
+    mask[0, pad] = 0
+    mask[2, pad.start + 2 : pad.stop] = 0
+    return ids, mask
+
+
+def _logits_and_grads(model, ids, mask, impl):
+    model.set_attn_implementation(impl)
+    model.zero_grad()
+    logits = model(input_ids=ids, attention_mask=mask).logits
+    w = torch.randn(logits.shape, generator=torch.Generator().manual_seed(2))
+    (logits * w)[mask.bool()].sum().backward()  # a loss on the real tokens only
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    return logits.detach()[mask.bool()], grads
+
+
+@pytest.mark.parametrize("padding", ["left", "right"])
+@pytest.mark.parametrize("kind", ["llama", "gpt2", "bert"])
+def test_transformers_logits_and_gradients_match_sdpa(kind, padding):
+    model = _causal_lm(kind)
+    ids, mask = _batch(padding)
+    ref, ref_grads = _logits_and_grads(model, ids, mask, "sdpa")
+    ours, grads = _logits_and_grads(model, ids, mask, "mlequations")
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    assert grads.keys() == ref_grads.keys()
+    # A key bias's true gradient is exactly 0 (softmax ignores a shift of a row of scores),
+    # so both sides hold rounding noise there: errors are relative to each parameter's
+    # largest gradient, but never to less than 1e-3 of the model's largest.
+    floor = 1e-3 * max(float(g.abs().max()) for g in ref_grads.values())
+    for name, g in grads.items():
+        _rel_close(g, ref_grads[name], 1e-4, name, floor)
+
+
+@pytest.mark.parametrize("kind", ["llama", "gpt2"])
+def test_transformers_generate_matches_sdpa(kind):
+    model = _causal_lm(kind)
+    ids, mask = _batch("left")
+    args = {"max_new_tokens": 6, "do_sample": False, "pad_token_id": 0}
+    ref = model.generate(input_ids=ids, attention_mask=mask, **args)
+    model.set_attn_implementation("mlequations")
+    ours = model.generate(input_ids=ids, attention_mask=mask, **args)
+    assert torch.equal(ours, ref)
+
+
+def test_transformers_compiles_without_graph_break():
+    model = _causal_lm("llama")
+    ids, mask = _batch("left")
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask).logits
+    model.set_attn_implementation("mlequations")
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    logits = compiled(input_ids=ids, attention_mask=mask).logits
+    m = mask.bool()
+    torch.testing.assert_close(logits.detach()[m], ref[m], rtol=0, atol=1e-5)
+    logits[m].square().mean().backward()  # and trains, compiled
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_transformers_attention_dropout_raises():
+    model = _causal_lm("gpt2")
+    model.config.attn_pdrop = 0.1
+    for block in model.transformer.h:
+        block.attn.attn_dropout.p = 0.1
+    model.set_attn_implementation("mlequations")
+    ids, mask = _batch("right")
+    model(input_ids=ids, attention_mask=mask)  # evaluation mode: no dropout, no error
+    model.train()
+    with pytest.raises(NotImplementedError, match="dropout"):
+        model(input_ids=ids, attention_mask=mask)
+
+
+def test_transformers_softcap_raises():
+    pytest.importorskip("transformers")
+    from mlequations.integrations.transformers import attention_forward
+
+    q = torch.ones(1, 2, 3, 4)
+    with pytest.raises(NotImplementedError, match="softcap"):
+        attention_forward(nn.Module(), q, q, q, None, softcap=30.0)
+
+
+def _vision(kind):
+    transformers = pytest.importorskip("transformers")
+    torch.manual_seed(0)
+    if kind == "resnet":
+        cfg = transformers.ResNetConfig(
+            embedding_size=8, hidden_sizes=[8, 16], depths=[1, 1], layer_type="basic",
+            num_labels=5,
+        )  # fmt: skip
+        return transformers.ResNetForImageClassification(cfg)
+    cfg = transformers.ConvNextConfig(
+        num_stages=2, hidden_sizes=[8, 16], depths=[1, 1], num_labels=5
+    )
+    return transformers.ConvNextForImageClassification(cfg)  # depthwise 7x7 convolutions
+
+
+@pytest.mark.parametrize("kind", ["resnet", "convnext"])
+def test_convert_conv2d_on_transformers_vision_models(kind):
+    from mlequations.integrations.torch import Conv2d, convert_conv2d
+
+    native = _vision(kind).train()
+    ours = convert_conv2d(copy.deepcopy(native))
+    assert any(type(m) is Conv2d for m in ours.modules())
+    assert not any(type(m) is nn.Conv2d for m in ours.modules())
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    outs = []
+    for model in (native, ours):
+        logits = model(pixel_values=x).logits
+        logits.square().sum().backward()
+        outs.append((logits.detach(), {n: p.grad for n, p in model.named_parameters()}))
+    (logits, grads), (ref, ref_grads) = outs[1], outs[0]
+    _rel_close(logits, ref, 1e-5, "logits")
+    for name, g in grads.items():
+        _rel_close(g, ref_grads[name], 1e-4, name)
+
+
+# --- flax ----------------------------------------------------------------------------
+
+
+def _flax_inputs():
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+    x = jax.random.normal(jax.random.key(0), (2, 6, 32))
+    mask = np.ones((2, 1, 6, 6), dtype=bool)
+    mask[0, :, :, 4:] = False  # sample 0: keys 4 and 5 are padding
+    mask[1, :, 5, :] = False  # sample 1: query 5 sees nothing (flax: mean of V; us: zeros)
+    real = np.ones((2, 6), dtype=bool)
+    real[1, 5] = False
+    return x, jnp.asarray(mask), jnp.asarray(real)
+
+
+def _compare_flax(make, apply):
+    """Outputs and jax.grad (params and inputs) under jit, on the rows of real queries."""
+    jax = pytest.importorskip("jax")
+    from mlequations.integrations.flax import attention_fn
+
+    x, mask, real = _flax_inputs()
+    w = jax.random.normal(jax.random.key(5), (2, 6, 32))
+
+    def loss(params, x, fn, mask):
+        out = apply(fn, params, x, mask)
+        return (out * w * real[..., None]).sum(), out
+
+    results = {}
+    for name, fn in (("native", None), ("ours", attention_fn)):
+        params = make(fn)
+        grad = jax.jit(jax.grad(loss, argnums=(0, 1), has_aux=True), static_argnums=2)
+        results[name] = grad(params, x, fn, mask)
+    (g_ours, out_ours), (g_ref, out_ref) = results["ours"], results["native"]
+    np.testing.assert_allclose(out_ours[real], out_ref[real], rtol=1e-5, atol=1e-5)
+    assert not np.allclose(out_ours[~real], out_ref[~real])  # the documented difference
+    for a, b in zip(jax.tree.leaves(g_ours), jax.tree.leaves(g_ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    # A float 0/1 mask selects exactly as the boolean one; it is not added to the scores.
+    params = make(attention_fn)
+    as_float = apply(attention_fn, params, x, mask.astype(x.dtype))
+    np.testing.assert_allclose(as_float, out_ours, rtol=1e-6, atol=1e-6)
+
+
+def test_flax_linen_matches_default_attention():
+    pytest.importorskip("flax")
+    import jax
+    from flax import linen
+
+    def layer(fn):
+        return linen.MultiHeadDotProductAttention(
+            num_heads=4, deterministic=True, **({} if fn is None else {"attention_fn": fn})
+        )
+
+    def make(fn):
+        return layer(fn).init(jax.random.key(1), jax.numpy.zeros((2, 6, 32)))
+
+    def apply(fn, params, x, mask):
+        return layer(fn).apply(params, x, mask=mask)
+
+    _compare_flax(make, apply)
+
+
+def test_flax_nnx_grouped_query_matches_default_attention():
+    pytest.importorskip("flax")
+    from flax import nnx
+
+    def layer(fn):
+        kw = {} if fn is None else {"attention_fn": fn}
+        return nnx.MultiHeadAttention(
+            num_heads=4, in_features=32, num_kv_heads=2, decode=False, rngs=nnx.Rngs(1), **kw
+        )
+
+    graphdef = {}
+
+    def make(fn):
+        graphdef[fn], state = nnx.split(layer(fn))
+        return state
+
+    def apply(fn, state, x, mask):
+        return nnx.merge(graphdef[fn], state)(x, mask=mask)
+
+    _compare_flax(make, apply)
+
+
+def test_flax_bias_causal_and_dtype():
+    pytest.importorskip("flax")
+    import jax
+    import jax.numpy as jnp
+    from flax.nnx import dot_product_attention
+
+    from mlequations.integrations.flax import attention_fn
+
+    q = jax.random.normal(jax.random.key(0), (2, 5, 4, 8))
+    k = jax.random.normal(jax.random.key(1), (2, 5, 4, 8))
+    v = jax.random.normal(jax.random.key(2), (2, 5, 4, 8))
+    bias = jax.random.normal(jax.random.key(3), (2, 4, 5, 5))
+    mask = jax.random.uniform(jax.random.key(4), (2, 1, 5, 5)) > 0.4
+    mask = mask | jnp.eye(5, dtype=bool)
+    for kw in ({"bias": bias}, {"bias": bias, "mask": mask}, {"mask": mask, "is_causal": True}):
+        ours = jax.jit(lambda q, k, v, kw=kw: attention_fn(q, k, v, **kw))(q, k, v)
+        np.testing.assert_allclose(ours, dot_product_attention(q, k, v, **kw), atol=2e-6)
+    half = attention_fn(q.astype(jnp.bfloat16), k, v, dtype=jnp.float32)
+    assert half.dtype == jnp.float32
+    assert attention_fn(q, k, v, dtype=jnp.bfloat16).dtype == jnp.bfloat16
+
+
+def test_flax_dropout_and_sow_raise():
+    pytest.importorskip("flax")
+    import jax
+
+    from mlequations.integrations.flax import attention_fn
+
+    q = jax.numpy.ones((1, 3, 2, 4))
+    attention_fn(q, q, q, dropout_rate=0.1, deterministic=True)  # evaluation: fine
+    with pytest.raises(NotImplementedError, match="dropout_rate"):
+        attention_fn(q, q, q, dropout_rate=0.1, dropout_rng=jax.random.key(0))
+    with pytest.raises(NotImplementedError, match="sow_weights"):
+        attention_fn(q, q, q, module=object())
