@@ -388,3 +388,58 @@ def test_flax_dropout_and_sow_raise():
         attention_fn(q, q, q, dropout_rate=0.1, dropout_rng=jax.random.key(0))
     with pytest.raises(NotImplementedError, match="sow_weights"):
         attention_fn(q, q, q, module=object())
+
+
+# --- keras ---------------------------------------------------------------------------
+
+# Keras picks its backend once, at import: each backend runs in its own process.
+_KERAS_FIT = """
+import json
+import keras
+import numpy as np
+from mlequations.integrations.keras import Conv2D, MultiHeadAttention
+
+def model(conv, mha):
+    images = keras.Input((6, 6, 3))
+    x = conv(4, 3, padding="same", activation="relu")(images)
+    x = conv(4, 3, strides=2, padding="same", groups=2)(x)  # (3, 3, 4)
+    x = keras.layers.Reshape((9, 4))(x)
+    x = mha(num_heads=2, key_dim=4)(x, x, use_causal_mask=True)
+    return keras.Model(images, keras.layers.Dense(1)(keras.layers.Flatten()(x)))
+
+rng = np.random.default_rng(0)
+x = rng.normal(size=(16, 6, 6, 3)).astype("float32")
+y = rng.normal(size=(16, 1)).astype("float32")
+keras.utils.set_random_seed(0)
+native = model(keras.layers.Conv2D, keras.layers.MultiHeadAttention)
+ours = model(Conv2D, MultiHeadAttention)
+ours.set_weights(native.get_weights())
+losses = {}
+for name, m in (("native", native), ("ours", ours)):
+    m.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
+    history = m.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
+    losses[name] = history.history["loss"]
+print(json.dumps(losses))
+"""
+
+
+@pytest.mark.parametrize("backend", ["torch", "jax"])
+def test_keras_fit_matches_native_layers(backend):
+    import importlib.util
+    import json
+    import os
+    import subprocess
+    import sys
+
+    for name in ("keras", backend):  # not imported here: keras would pick its backend
+        if importlib.util.find_spec(name) is None:
+            pytest.skip(f"{name} is not installed")
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    run = subprocess.run(
+        [sys.executable, "-c", _KERAS_FIT], env=env, capture_output=True, text=True, check=False
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    losses = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(losses["ours"]) == 3
+    np.testing.assert_allclose(losses["ours"], losses["native"], rtol=1e-5)
+    assert losses["ours"][-1] < losses["ours"][0]  # it trains
