@@ -138,6 +138,12 @@ def _causal_lm(kind):
             vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=64,
             attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0,
         )  # fmt: skip
+    elif kind == "gemma2":  # capped scores, c·tanh(s/c): sdpa has no cap, eager is the reference
+        cfg = transformers.Gemma2Config(
+            vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=4,
+            query_pre_attn_scalar=16, attn_logit_softcapping=0.05, max_position_embeddings=64,
+        )  # fmt: skip
     else:
         cfg = transformers.BertConfig(
             vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -148,7 +154,10 @@ def _causal_lm(kind):
     auto = (
         transformers.AutoModelForMaskedLM if kind == "bert" else transformers.AutoModelForCausalLM
     )
-    return auto.from_config(cfg, attn_implementation="sdpa").eval()
+    return auto.from_config(cfg, attn_implementation=_NATIVE.get(kind, "sdpa")).eval()
+
+
+_NATIVE = {"gemma2": "eager"}
 
 
 def _batch(padding):
@@ -172,11 +181,11 @@ def _logits_and_grads(model, ids, mask, impl):
 
 
 @pytest.mark.parametrize("padding", ["left", "right"])
-@pytest.mark.parametrize("kind", ["llama", "gpt2", "bert"])
+@pytest.mark.parametrize("kind", ["llama", "gpt2", "bert", "gemma2"])
 def test_transformers_logits_and_gradients_match_sdpa(kind, padding):
     model = _causal_lm(kind)
     ids, mask = _batch(padding)
-    ref, ref_grads = _logits_and_grads(model, ids, mask, "sdpa")
+    ref, ref_grads = _logits_and_grads(model, ids, mask, _NATIVE.get(kind, "sdpa"))
     ours, grads = _logits_and_grads(model, ids, mask, "mlequations")
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
     assert grads.keys() == ref_grads.keys()
@@ -226,13 +235,22 @@ def test_transformers_attention_dropout_raises():
         model(input_ids=ids, attention_mask=mask)
 
 
-def test_transformers_softcap_raises():
+def test_transformers_softcap_caps_and_sinks_raise():
     pytest.importorskip("transformers")
     from mlequations.integrations.transformers import attention_forward
 
-    q = torch.ones(1, 2, 3, 4)
-    with pytest.raises(NotImplementedError, match="softcap"):
-        attention_forward(nn.Module(), q, q, q, None, softcap=30.0)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = torch.randn(3, 1, 2, 4, 8, generator=g).unbind(0)
+    mask = torch.tensor([[True, True, False, False]] * 3 + [[False] * 4])  # last row: no key
+    capped, _ = attention_forward(nn.Module(), q, k, v, mask, scaling=2.0, softcap=0.5)
+    scores = 0.5 * torch.tanh(2.0 * q @ k.transpose(-1, -2) / 0.5)
+    ref = scores.masked_fill(~mask, float("-inf")).softmax(-1) @ v
+    torch.testing.assert_close(capped.transpose(1, 2)[..., :3, :], ref[..., :3, :])
+    assert torch.equal(capped.transpose(1, 2)[..., 3, :], torch.zeros(1, 2, 8))
+    uncapped, _ = attention_forward(nn.Module(), q, k, v, mask, scaling=2.0)
+    assert not torch.allclose(capped, uncapped, atol=1e-3)
+    with pytest.raises(NotImplementedError, match="s_aux"):
+        attention_forward(nn.Module(), q, k, v, None, s_aux=torch.zeros(2))
 
 
 def _vision(kind):

@@ -19,7 +19,9 @@ The attention function follows ``sdpa_attention_forward`` rule for rule:
 grouped-query keys and values are passed with their own head count (never
 repeated per query head), ``scaling`` is the score factor, ``is_causal`` holds
 only for more than one query and no mask (the module's ``is_causal`` when the
-model passes none), and a ``position_bias`` (T5) is added to the scores. A
+model passes none), a ``position_bias`` (T5) is added to the scores, and a
+``softcap`` (Gemma 2) caps them (a dense path: the blockwise attention has no
+cap). A
 query row that may see no key (a padded position) gives zeros where SDPA may
 give NaN; the rows of real tokens agree.
 """
@@ -62,22 +64,23 @@ def attention_forward(
         scaling: The score factor; default `1/sqrt(E)`.
         is_causal: Causal attention when there is more than one query and no
             mask; default ``module.is_causal``.
-        **kwargs: ``position_bias`` (added to the scores); ``softcap`` and
-            ``s_aux`` (attention sinks) raise; others are ignored, as by SDPA.
+        **kwargs: ``position_bias`` (added to the scores); ``softcap`` (scores
+            capped to c·tanh(s/c), Gemma 2: formed densely, O(L·S) memory);
+            ``s_aux`` (attention sinks) raises; others (``sliding_window``,
+            already in the mask) are ignored, as by SDPA.
 
     Returns:
         The output, shape `(B, L, Hq, Ev)`, and None for the attention weights.
 
     Raises:
-        NotImplementedError: `dropout` > 0, a `softcap` or attention sinks.
+        NotImplementedError: `dropout` > 0, or attention sinks.
     """
     _check_dropout(dropout, "dropout")
-    for name in ("softcap", "s_aux"):
-        if kwargs.get(name) is not None:
-            raise NotImplementedError(
-                f"`{name}` is not supported by mlequations.attention; use "
-                'attn_implementation="eager" for this model'
-            )
+    if kwargs.get("s_aux") is not None:
+        raise NotImplementedError(
+            "`s_aux` (attention sinks) is not supported by mlequations.attention; use "
+            'attn_implementation="eager" for this model'
+        )
     if is_causal is None:
         is_causal = getattr(module, "is_causal", True)
     is_causal = query.shape[2] > 1 and attention_mask is None and bool(is_causal)
@@ -90,16 +93,59 @@ def attention_forward(
             mask = position_bias.masked_fill(~mask, float("-inf"))
         else:
             mask = position_bias + mask
-    out = mle.attention(
-        query,
-        key,
-        value,
-        mask=mask,
-        is_causal=is_causal,
-        scale=scaling,
-        enable_gqa=query.shape[1] != key.shape[1],
-    )  # (B, Hq, L, Ev)
+    softcap = kwargs.get("softcap")
+    if softcap is not None:
+        out = _softcapped(query, key, value, mask, is_causal, scaling, float(softcap))
+    else:
+        out = mle.attention(
+            query,
+            key,
+            value,
+            mask=mask,
+            is_causal=is_causal,
+            scale=scaling,
+            enable_gqa=query.shape[1] != key.shape[1],
+        )  # (B, Hq, L, Ev)
     return out.transpose(1, 2).contiguous(), None  # (B, L, Hq, Ev)
+
+
+def _softcapped(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    mask: torch.Tensor | None,
+    is_causal: bool,
+    scaling: float | None,
+    softcap: float,
+) -> torch.Tensor:
+    """Attention with capped scores, c·tanh(s/c) (Gemma 2), formed densely.
+
+    `mlequations.attention` has no score cap, so this path forms the scores:
+    O(L·S) memory, differentiated by autograd. Grouped-query heads share their
+    keys through a reshape, never a copy, and a row that may see no key gives
+    zeros, as in `mlequations.attention`.
+    """
+    B, Hq, L, E = query.shape
+    Hkv, S = key.shape[1], key.shape[2]
+    scale = E**-0.5 if scaling is None else scaling
+    compute = torch.promote_types(query.dtype, torch.float32)  # half: softmax in float32
+    q = query.reshape(B, Hkv, (Hq // Hkv) * L, E)  # query head h = kv head h // (Hq/Hkv)
+    scores = (q @ key.transpose(-1, -2)).to(compute) * scale  # (B, Hkv, G·L, S)
+    scores = (softcap * torch.tanh(scores / softcap)).reshape(B, Hq, L, S)
+    allowed = torch.ones(L, S, dtype=torch.bool, device=query.device)
+    if is_causal:
+        allowed = allowed.tril()
+    if mask is not None and mask.dtype == torch.bool:
+        allowed = allowed & mask
+    elif mask is not None:
+        scores = scores + mask
+    scores = scores.masked_fill(~allowed, float("-inf"))
+    top = scores.amax(dim=-1, keepdim=True)
+    weights = torch.exp(scores - torch.where(torch.isfinite(top), top, 0.0))  # max-shifted
+    total = weights.sum(dim=-1, keepdim=True)
+    weights = (weights / torch.where(total > 0, total, 1.0)).to(value.dtype)  # empty row: 0
+    out = weights.reshape(B, Hkv, (Hq // Hkv) * L, S) @ value  # (B, Hkv, G·L, Ev)
+    return out.reshape(B, Hq, L, value.shape[-1])
 
 
 def register(name: str = "mlequations") -> None:
