@@ -565,7 +565,10 @@ def test_registered_equation(backend, eq):
         pytest.skip("documented eager on Dask")
     if not backend.values and not eq.jit:
         pytest.skip("documented eager: its stopping test reads values, which meta lacks")
-    scalable = eq.name.startswith(SCALABLE)
+    # Not attention_backward: its float mask holds -inf (a row with no key: 0 * -inf is
+    # NaN), and a softmax saturated by scores x 1e3 leaves dS = P (dP - D) to cancellation
+    # in float32, in any implementation; it is fuzzed at its generator's scale.
+    scalable = eq.name.startswith(SCALABLE) and not eq.name.startswith("attention_backward")
     # The zero matrix included: PCA's ratio is then 0 and power iteration keeps its start
     # vector (documented; pinned in test_fuzz_linalg_diffusion_bayesopt.py).
     factors = [1.0, 1e-20, 1e-3, 1e3, 0.0]
@@ -618,7 +621,7 @@ def test_registered_equation(backend, eq):
             np.testing.assert_allclose(
                 g, e, rtol=rtol, atol=max(atol * magnitude, floor), equal_nan=True
             )
-        if eq.name.startswith("attention") and factor != 0.0:
+        if eq.name.split("(")[0] == "attention" and factor != 0.0:
             # Rows are convex combinations of V: within [min V, max V] per column.
             v = rounded_inputs[2]
             lo = v.min(axis=-2, keepdims=True) - atol * magnitude
