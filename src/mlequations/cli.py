@@ -307,78 +307,22 @@ def _progress(done: int, total: int, what: str) -> None:
     )
 
 
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def _bench_table(records: list[_bench.Record]) -> str:
-    header = (
-        f"{'op':<10} {'case':<24} {'backend':<11} {'impl':<9} {'time ms':>10} "
-        f"{'GFLOP/s':>9} {'port/nat':>9} {'% mm peak':>10} {'GPU/CPU':>8}"
-    )
-    lines = [header, "-" * len(header)]
-    for r in records:
-        if r.error:
-            lines.append(
-                f"{r.op:<10} {r.case:<24} {r.backend:<11} {r.impl:<9} failed: {r.error[:80]}"
-            )
-            continue
-        fraction = None if r.matmul_fraction is None else 100 * r.matmul_fraction
-        lines.append(
-            f"{r.op:<10} {r.case:<24} {r.backend:<11} {r.impl:<9} "
-            f"{_fmt(r.seconds and r.seconds * 1e3, '10.3f'):>10} {_fmt(r.gflops, '9.1f'):>9} "
-            f"{_fmt(r.ratio, '9.2f'):>9} {_fmt(fraction, '9.0f'):>10} "
-            f"{_fmt(r.gpu_speedup, '8.1f'):>8}"
-        )
-    return "\n".join(lines)
-
-
-def _bench_plot(records: list[_bench.Record], path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ops = [op for op in _bench.OPS if any(r.op == op and r.seconds for r in records)]
-    fig, axes = plt.subplots(2, len(ops), figsize=(4.2 * len(ops), 7), squeeze=False)
-    for col, op in enumerate(ops):
-        rows = [r for r in records if r.op == op and r.seconds]
-        top, bottom = axes[0][col], axes[1][col]
-        for backend in dict.fromkeys(r.backend for r in rows):
-            for impl, style in (("portable", "-o"), ("native", "--x")):
-                pts = sorted(
-                    (r.flops, r.seconds) for r in rows if r.backend == backend and r.impl == impl
-                )
-                if pts:
-                    top.loglog(*zip(*pts, strict=True), style, label=f"{backend} {impl}")
-            ratios = sorted(
-                (r.flops, r.ratio) for r in rows if r.backend == backend and r.ratio is not None
-            )
-            if ratios:
-                bottom.semilogx(*zip(*ratios, strict=True), "-o", label=backend)
-        top.set_title(op)
-        top.set_xlabel("FLOPs per call")
-        top.set_ylabel("seconds (best)")
-        top.legend(fontsize=7)
-        if not any(r.ratio is not None for r in rows):  # matmul: the roofline, no ratio
-            bottom.axis("off")
-            continue
-        bottom.axhline(1.0, color="grey", lw=0.8)
-        bottom.set_xlabel("FLOPs per call")
-        bottom.set_ylabel("portable / native time")
-        if bottom.lines[1:]:
-            bottom.legend(fontsize=7)
-    fig.suptitle(f"mlequations bench — {platform.node()} ({platform.machine()})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), for every benchmark report."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _bench_run(args: argparse.Namespace) -> int:
     backends, skipped = _runnable(args.backend or list(BENCH_BACKENDS))
     for backend_id, reason in skipped:
         print(f"skipped {backend_id}: {reason}", file=sys.stderr)
-    ops = args.op or ["attention", "conv2d", "softmax"]
+    ops = args.op or ["attention", "attention-train", "conv2d", "softmax"]
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -395,10 +339,14 @@ def _bench_run(args: argparse.Namespace) -> int:
         labels=args.size,
         progress=progress,
     )
-    print(_bench_table(records))
+    print(_bench.table(records))
     if args.json:
         meta = {
             "machine": platform.machine(),
+            "cpu": _cpu_model(),
+            "cores": os.cpu_count(),
+            "loadavg": os.getloadavg(),
+            "isolated": len({b.library for b in backends}) > 1,
             "python": platform.python_version(),
             "versions": {b.library: _version(b.library) for b in backends},
             "quick": args.quick,
@@ -409,7 +357,7 @@ def _bench_run(args: argparse.Namespace) -> int:
         records_json = [dataclasses.asdict(r) for r in records]
         Path(args.json).write_text(json.dumps({"meta": meta, "records": records_json}, indent=1))
     if args.plot:
-        _bench_plot(records, args.plot)
+        _bench.plot(records, args.plot, title=f"mlequations bench on {_cpu_model()}")
     failed = [r for r in records if r.error]
     for r in failed:
         print(f"failed: {r.op} {r.case} on {r.backend} ({r.impl}): {r.error}", file=sys.stderr)
