@@ -21,9 +21,8 @@ repeated per query head), ``scaling`` is the score factor, ``is_causal`` holds
 only for more than one query and no mask (the module's ``is_causal`` when the
 model passes none), a ``position_bias`` (T5) is added to the scores, and a
 ``softcap`` (Gemma 2) caps them (a dense path: the blockwise attention has no
-cap). A
-query row that may see no key (a padded position) gives zeros where SDPA may
-give NaN; the rows of real tokens agree.
+cap). A query row that may see no key (a padded position) gives zeros where
+SDPA may give NaN; the rows of real tokens agree.
 """
 
 from __future__ import annotations
