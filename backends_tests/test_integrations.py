@@ -208,8 +208,9 @@ def test_transformers_generate_matches_sdpa(kind):
     assert torch.equal(ours, ref)
 
 
-def test_transformers_compiles_without_graph_break():
-    model = _causal_lm("llama")
+@pytest.mark.parametrize("kind", ["llama", "gpt2", "bert"])
+def test_transformers_compiles_without_graph_break(kind):
+    model = _causal_lm(kind)
     ids, mask = _batch("left")
     with torch.no_grad():
         ref = model(input_ids=ids, attention_mask=mask).logits
@@ -327,7 +328,7 @@ def _compare_flax(make, apply):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     # A float 0/1 mask selects exactly as the boolean one; it is not added to the scores.
     params = make(attention_fn)
-    as_float = apply(attention_fn, params, x, mask.astype(x.dtype))
+    as_float = jax.jit(apply, static_argnums=0)(attention_fn, params, x, mask.astype(x.dtype))
     np.testing.assert_allclose(as_float, out_ours, rtol=1e-6, atol=1e-6)
 
 
@@ -389,9 +390,9 @@ def test_flax_bias_causal_and_dtype():
     for kw in ({"bias": bias}, {"bias": bias, "mask": mask}, {"mask": mask, "is_causal": True}):
         ours = jax.jit(lambda q, k, v, kw=kw: attention_fn(q, k, v, **kw))(q, k, v)
         np.testing.assert_allclose(ours, dot_product_attention(q, k, v, **kw), atol=2e-6)
-    half = attention_fn(q.astype(jnp.bfloat16), k, v, dtype=jnp.float32)
-    assert half.dtype == jnp.float32
-    assert attention_fn(q, k, v, dtype=jnp.bfloat16).dtype == jnp.bfloat16
+    cast = jax.jit(attention_fn, static_argnames="dtype")
+    assert cast(q.astype(jnp.bfloat16), k, v, dtype=jnp.float32).dtype == jnp.float32
+    assert cast(q, k, v, dtype=jnp.bfloat16).dtype == jnp.bfloat16
 
 
 def test_flax_dropout_and_sow_raise():
