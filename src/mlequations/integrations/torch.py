@@ -61,8 +61,11 @@ def scaled_dot_product_attention(
         torch.Size([1, 2, 3, 4])
     """
     _check_dropout(dropout_p, "dropout_p")
+    # Callers often pass transposed views, on which a training step of mlequations.attention
+    # ran 1.3x slower ((4, 8, 1024, 32), 2-core CPU) than on contiguous copies.
+    q, k, v = query.contiguous(), key.contiguous(), value.contiguous()
     out: torch.Tensor = mle.attention(
-        query, key, value, mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa
+        q, k, v, mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa
     )
     return out
 

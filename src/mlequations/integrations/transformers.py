@@ -96,10 +96,12 @@ def attention_forward(
     if softcap is not None:
         out = _softcapped(query, key, value, mask, is_causal, scaling, float(softcap))
     else:
+        # transformers hands over transposed views; a training step of mlequations.attention
+        # ran 1.3x slower on them ((4, 8, 1024, 32), 2-core CPU) than on contiguous copies.
         out = mle.attention(
-            query,
-            key,
-            value,
+            query.contiguous(),
+            key.contiguous(),
+            value.contiguous(),
             mask=mask,
             is_causal=is_causal,
             scale=scaling,
