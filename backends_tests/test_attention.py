@@ -337,8 +337,9 @@ def test_blockwise_peak_memory_at_16k():
 
 
 TRAINING_PEAK = textwrap.dedent("""
-    import resource, sys, torch
+    import sys, torch
     import mlequations as mle
+    from mlequations._bench import peak_rss_mib  # VmHWM: ru_maxrss is inherited across exec
     torch.set_num_threads(2)
     def step(n):
         q, k, v = (torch.randn(1, 1, n, 64, requires_grad=True) for _ in range(3))
@@ -349,11 +350,11 @@ TRAINING_PEAK = textwrap.dedent("""
         mle.attention(q, k, v).sum().backward()
     train(*step(256))  # warm: threads, allocator, imports
     q, k, v = step(16384)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = peak_rss_mib()
     train(q, k, v)
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = peak_rss_mib()
     assert bool(torch.isfinite(q.grad).all() and torch.isfinite(k.grad).all())
-    print((after - before) / 1024)
+    print(after - before)
 """)
 
 
