@@ -248,3 +248,52 @@ def bench_attention_training(benchmark, bench_backend, shape, causal, impl):
         threads=_threads(bench_backend),
         **extra,
     )
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[",".join(map(str, s)) for s in SHAPES])
+def bench_attention_training_floor(benchmark, bench_backend, shape):
+    """The seven matrix products of the default tiles alone: what no portable step avoids.
+
+    One head at a time in 1024 x 512 tiles, as the default plan: two products
+    forward, five backward (the scores recomputed, dV, dP, dQ, dK), and nothing
+    else, no softmax, no mask. Its time over SDPA's whole training step is the
+    floor of the portable step's ratio (the benchmarks page).
+    """
+    if bench_backend.library != "torch":
+        pytest.skip("the floor is measured against torch's SDPA")
+    B, H, L, E = shape
+    q, k, v = (a.reshape(B * H, L, E) for a in _inputs(bench_backend, shape))
+    do = q.flip(-2)  # any dO of the output's shape: the products do not look at values
+    rows, keys = min(1024, L), min(512, L)
+
+    def products(q, k, v, do):
+        for h in range(q.shape[0]):
+            for p0 in range(0, L, rows):
+                qt, dot = q[h, p0 : p0 + rows], do[h, p0 : p0 + rows]
+                for c0 in range(0, L, keys):
+                    kt, vt = k[h, c0 : c0 + keys], v[h, c0 : c0 + keys]
+                    s = qt @ kt.T
+                    s @ vt  # forward
+                    s = qt @ kt.T  # backward: the scores recomputed, dV, dP, dQ, dK
+                    s.T @ dot
+                    dp = dot @ vt.T
+                    dp @ kt
+                    dp.T @ qt
+        return q
+
+    measure(
+        benchmark,
+        bench_backend,
+        products,
+        q,
+        k,
+        v,
+        do,
+        group=f"attention-training[{B},{H},{L},{E}][full]",
+        impl="floor-products",
+        flops=14.0 * B * H * L * L * E,
+        rounds=3 if L >= 4096 else 5,
+        shape=list(shape),
+        dtype="float32",
+        threads=_threads(bench_backend),
+    )
