@@ -719,6 +719,8 @@ def _tiled_backward(
     L, S = q.shape[-2], k.shape[-2]
     rows = L if plan.rows is None else min(plan.rows, L)
     step = plan.keys or S
+    if static.is_causal:  # key blocks that line up with the query blocks can be skipped
+        step = min(step, rows)
     kT, vT = xp.matrix_transpose(k), xp.matrix_transpose(v)  # (..., E|Ev, S), views
     # Each query block folded once, (..., G·Lb, ·): its queries, dO, lse, and
     # D = rowsum(dO ∘ O), the one term of the softmax's Jacobian that couples a row.
