@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import fcntl
 import functools
 import http.server
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -78,25 +78,22 @@ class DevTools:
     def __init__(self, executable: str, profile: Path) -> None:
         to_chrome_r, to_chrome_w = os.pipe()
         from_chrome_r, from_chrome_w = os.pipe()
-        # Park the child's ends above 10 so that moving them to 3 and 4 clobbers nothing.
-        child_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
-        child_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
-        for fd in (to_chrome_r, from_chrome_w):
-            os.close(fd)
-
-        def plumb() -> None:
-            os.dup2(child_r, 3)
-            os.dup2(child_w, 4)
-
-        self.process = subprocess.Popen(
+        # posix_spawn moves the pipe ends to the child's fds 3 and 4 without running
+        # Python in a forked child: a preexec_fn would fork the test process, which
+        # JAX (imported by other tests in the same worker) refuses with a warning.
+        self.pid = os.posix_spawn(
+            executable,
             [executable, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "about:blank"],
-            preexec_fn=plumb,
-            pass_fds=(3, 4),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            os.environ,
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, to_chrome_r, 3),
+                (os.POSIX_SPAWN_DUP2, from_chrome_w, 4),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 2, os.devnull, os.O_WRONLY, 0),
+            ],
         )
-        os.close(child_r)
-        os.close(child_w)
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
         self._out = os.fdopen(to_chrome_w, "wb")
         self._in = os.fdopen(from_chrome_r, "rb")
         self._buffer = b""
@@ -109,11 +106,13 @@ class DevTools:
             self.send("Browser.close", session=False)
         with contextlib.suppress(OSError):
             self._out.close()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        deadline = time.monotonic() + 10
+        while os.waitpid(self.pid, os.WNOHANG) == (0, 0):
+            if time.monotonic() > deadline:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+                break
+            time.sleep(0.05)
         self._in.close()
 
     def _read(self) -> dict[str, Any]:
