@@ -19,6 +19,11 @@ Three portable algorithms compute the same numbers:
 * **blockwise** (flash attention's forward pass): blocks of keys too, combined
   by the online-softmax recurrence, with `O(L·block)` extra memory; with
   `is_causal`, key blocks entirely above the diagonal are never computed.
+
+Training keeps that memory bound: the forward pass saves the output and each
+row's log-sum-exp, and the backward pass (FlashAttention-2's, `attention_backward`)
+recomputes the tiles from them. `_autodiff.py` registers the pair with torch's
+autograd and `jax.custom_vjp`; this module never names a library.
 """
 
 from __future__ import annotations
