@@ -7,14 +7,13 @@ README's tour is checked by ``test_readme.py``.
 
 from __future__ import annotations
 
-import os
 import runpy
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from .test_site import build_site
 
 ROOT = Path(__file__).resolve().parents[1]
 SNIPPETS = sorted((ROOT / "docs" / "snippets").glob("*.py"))
@@ -30,25 +29,7 @@ def test_snippet_runs(snippet, tmp_path, monkeypatch):
 def test_site_builds_strictly(tmp_path):
     if shutil.which("mkdocs") is None and not _has_module("mkdocs"):
         pytest.skip("mkdocs not installed (pip install '.[docs]')")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mkdocs",
-            "build",
-            "--strict",
-            "-f",
-            "docs/mkdocs.yml",
-            "-d",
-            str(tmp_path / "site"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
+    build_site(tmp_path / "site")
     import mlequations
 
     public = [n for n in mlequations.__all__ if n != "__version__"]
