@@ -285,7 +285,7 @@ def jax_jit(fn: Callable[..., Any]) -> Callable[..., Any]:
 def training_step(attend: Callable[..., Any], library: str) -> Callable[..., Any] | None:
     """``step(q, k, v, dO) → (dQ, dK, dV)``: `attend`'s forward and backward, or None.
 
-    torch's autograd, or JAX's ``grad`` (jitted where `portable` is, below); libraries
+    torch's autograd, or JAX's ``grad`` (which :func:`kernels` jits); libraries
     without autodiff have no training step to time.
     """
     if library == "torch":
