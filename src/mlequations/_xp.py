@@ -32,6 +32,7 @@ import array_api_compat
 __all__ = [
     "Array",
     "Namespace",
+    "accelerator",
     "compute_dtype",
     "device",
     "exp2",
@@ -177,6 +178,29 @@ def _torch_namespace(items: list[tuple[str, Any]]) -> Namespace | None:
 def _device_key(dev: Any) -> str:
     # JAX devices and shardings compare by identity; their repr is stable and exact.
     return repr(dev)
+
+
+def accelerator(x: Array, /) -> bool:
+    """Whether `x` lives on an accelerator, the device kind the choice rules ask about.
+
+    An accelerator is a CUDA/ROCm (or other non-CPU) torch device, a JAX GPU or
+    TPU, or a CuPy array; there the rules pick few, large, batched tiles (issue 21).
+
+    torch's ``meta`` device is not one: it runs no kernels, only shapes and dtypes,
+    so a meta call takes the CPU's plan (and shows which plan the CPU would run).
+    A JAX tracer carries no device; the default backend's platform stands in.
+    """
+    dev = device(x)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(dev, torch.device):
+        return dev.type not in ("cpu", "meta")
+    jax = sys.modules.get("jax")
+    if jax is not None and isinstance(x, jax.core.Tracer) and dev is None:
+        return bool(jax.default_backend() != "cpu")
+    platform = getattr(dev, "platform", None)  # a JAX device: "cpu", "gpu", "tpu"
+    if platform is not None:
+        return bool(platform != "cpu")
+    return library_name(x) == "cupy"
 
 
 def is_jax(xp: Namespace) -> bool:
