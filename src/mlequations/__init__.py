@@ -5,6 +5,7 @@ standard — NumPy, PyTorch, JAX, CuPy, array-api-strict, Dask — and returns a
 array of that same library, on the same device, in the same floating dtype.
 """
 
+from ._tune import tune
 from .activations import log_softmax, logsumexp, sigmoid, softmax
 from .attention import attention, attention_backward, multi_head_attention
 from .backprop import (
@@ -128,4 +129,5 @@ __all__ = [
     "softmax",
     "svd",
     "tanh_backward",
+    "tune",
 ]
