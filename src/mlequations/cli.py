@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import __version__, _bench
+from . import __version__, _bench, _tune
 from ._backends import BACKENDS, FLOAT_DTYPES, Backend, by_id
 from ._registry import CheckResult, Equation, equations, run_check
 
@@ -73,6 +73,8 @@ def _info(_: argparse.Namespace) -> int:
     print()
     for backend in BACKENDS:
         print(f"{backend.id + ':':<{widths[0] + 2}}{backend.about}")
+    print()
+    print(_tune.describe())
     return 0
 
 
@@ -345,6 +347,7 @@ def _bench_run(args: argparse.Namespace) -> int:
             "machine": platform.machine(),
             "cpu": _cpu_model(),
             "cores": os.cpu_count(),
+            "gpu": _tune.gpu_name() if any(b.gpu for b in backends) else None,
             "loadavg": os.getloadavg(),
             "isolated": len({b.library for b in backends}) > 1,
             "python": platform.python_version(),
@@ -361,6 +364,25 @@ def _bench_run(args: argparse.Namespace) -> int:
     failed = [r for r in records if r.error]
     for r in failed:
         print(f"failed: {r.op} {r.case} on {r.backend} ({r.impl}): {r.error}", file=sys.stderr)
+    return 0
+
+
+def _tune_run(args: argparse.Namespace) -> int:
+    backends, skipped = _runnable(args.backend or ["numpy", "torch-cpu", "torch-cuda", "cupy"])
+    for backend_id, reason in skipped:
+        print(f"skipped {backend_id}: {reason}", file=sys.stderr)
+    results = _tune.tune_cases(
+        [b.id for b in backends],
+        args.op or ["attention", "conv2d"],
+        quick=args.quick,
+        labels=args.size,
+        dtype=args.dtype,
+        repeats=args.repeats,
+        save=not args.dry_run,
+        progress=None if args.no_progress else lambda what: print(what, file=sys.stderr),
+    )
+    print(f"on {_tune.cpu_model()} ({os.cpu_count()} cores); cache: {_tune.cache_path()}")
+    print(_tune.table(results))
     return 0
 
 
@@ -470,5 +492,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--plot", metavar="PATH", help="write a PNG: time vs size, and ratios")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(run=_bench_run)
+    tune = sub.add_parser(
+        "tune",
+        formatter_class=_Formatter,
+        help="time attention/conv2d plans, cache the fastest",
+        description="Time the candidate plans of attention and conv2d at the benchmark "
+        "shapes and store the fastest in the tuning cache, which block_size=None and "
+        "method='auto' then use (docs: tuning.md). JAX under jit is not tuned: XLA tiles.",
+    )
+    tune.add_argument(
+        "--backend",
+        action="append",
+        metavar="ID",
+        type=_backend_id,
+        help="backend id (repeatable); default: numpy, torch-cpu, torch-cuda, cupy",
+    )
+    tune.add_argument("--op", action="append", choices=("attention", "conv2d"))
+    tune.add_argument("--size", action="append", metavar="LABEL", help="only this case label")
+    tune.add_argument("--dtype", default="float32", choices=FLOAT_DTYPES)
+    tune.add_argument("--repeats", type=int, default=5, help="timed rounds per plan")
+    tune.add_argument("--quick", action="store_true", help="the tiny shapes of bench --quick")
+    tune.add_argument("--dry-run", action="store_true", help="time and print, cache nothing")
+    tune.add_argument("--no-progress", action="store_true", help="no progress lines")
+    tune.set_defaults(run=_tune_run)
     args = parser.parse_args(argv)
     return int(args.run(args))
