@@ -801,3 +801,216 @@ class TestMultiHeadAttentionTrains:
         torch.testing.assert_close(b_in, mha.in_proj_bias.grad, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(w_o.grad, mha.out_proj.weight.grad, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(b_o.grad, mha.out_proj.bias.grad, rtol=1e-10, atol=1e-12)
+
+
+# Dropout. The mask is specified, not sampled: weight (n, i, j) of the flattened batch
+# and head n, query row i and key column j is kept when the low 31 bits of
+# mix(mix(mix(mix(seed) ^ n) ^ i) ^ j) are at least round(p·2³¹), with mix = lowbias32.
+# The reference below computes it in plain uint64 NumPy, apart from the library's int32 code.
+_WORD = np.uint64(0xFFFFFFFF)
+
+
+def _lowbias32(x):
+    x = x ^ (x >> np.uint64(16))
+    x = (x * np.uint64(0x7FEB352D)) & _WORD
+    x = x ^ (x >> np.uint64(15))
+    x = (x * np.uint64(0x846CA68B)) & _WORD
+    return x ^ (x >> np.uint64(16))
+
+
+def dropout_keep(seed, p, heads, rows, cols):
+    """The documented keep mask, shape (heads, rows, cols), for a Python int seed."""
+    u64 = np.uint64
+    head = _lowbias32(_lowbias32(u64(seed % 2**32)) ^ np.arange(heads, dtype=u64))
+    row = _lowbias32(head[:, None] ^ np.arange(rows, dtype=u64)[None, :])
+    h = _lowbias32(row[:, :, None] ^ np.arange(cols, dtype=u64)[None, None, :])
+    return (h & u64(0x7FFFFFFF)) >= u64(round(p * 2**31))
+
+
+def kept_by(backend, dtype, shape, p, seed, **options):
+    """The mask an attention call keeps, read off with zero scores and identity values.
+
+    With Q = K = 0 every weight is 1/S, so the output is Z / ((1 - p)·S): the keep mask
+    Z itself, up to a known factor.
+    """
+    *batch, L, S = shape
+    q = backend.asarray(np.zeros((*batch, L, 1)), dtype)
+    k = backend.asarray(np.zeros((*batch, S, 1)), dtype)
+    v = backend.asarray(np.broadcast_to(np.eye(S), (*batch, S, S)).copy(), dtype)
+    out = backend.call(mle.attention, q, k, v, dropout_p=p, dropout_seed=seed, **options)
+    if not backend.values:  # torch's meta device: the call ran, on that device, nothing to read
+        assert tuple(out.shape) == tuple(shape) and str(out.device) == "meta"
+        return None
+    out = backend.to_numpy(out)
+    kept = out > 0
+    np.testing.assert_allclose(out[kept], 1.0 / ((1.0 - p) * S), rtol=1e-6)
+    return kept
+
+
+class TestDropout:
+    SHAPE = (2, 3, 33, 40)  # several query and key blocks under the forced plans
+
+    def test_mask_is_the_documented_hash_on_every_backend(self, backend, dtype):
+        seed, p = 2**40 + 12345, 0.3  # a seed above 2³²: its low 32 bits count
+        kept = kept_by(backend, dtype, self.SHAPE, p, seed)
+        if kept is None:
+            return
+        expected = dropout_keep(seed, p, 6, *self.SHAPE[-2:]).reshape(self.SHAPE)
+        np.testing.assert_array_equal(kept, expected)
+
+    @pytest.mark.parametrize("algorithm", ALGORITHMS)
+    def test_mask_does_not_depend_on_the_tiling(self, algorithm):
+        *batch, L, S = self.SHAPE
+        q, k = np.zeros((*batch, L, 1)), np.zeros((*batch, S, 1))
+        v = np.broadcast_to(np.eye(S), (*batch, S, S))
+        out = _attention(
+            q, k, v, None, False, None, False, None, algorithm, None, dropout_p=0.5, dropout_seed=7
+        )
+        expected = dropout_keep(7, 0.5, 6, L, S).reshape(self.SHAPE)
+        np.testing.assert_array_equal(out > 0, expected)
+
+    @pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+    def test_kept_fraction_is_one_minus_p_within_binomial_error(self, p):
+        from mlequations._backends import by_id
+
+        kept = kept_by(by_id("numpy"), "float64", (4, 256, 256), p, 2026)
+        n = kept.size
+        sigma = np.sqrt(p * (1 - p) / n)
+        assert abs(kept.mean() - (1 - p)) < 5 * sigma
+        # Neighbours are independent: both kept at the rate (1 - p)², along rows and columns.
+        for pair in (kept[..., 1:] & kept[..., :-1], kept[..., 1:, :] & kept[..., :-1, :]):
+            q2 = (1 - p) ** 2
+            assert abs(pair.mean() - q2) < 5 * np.sqrt(q2 * (1 - q2) / pair.size)
+        # Another seed gives another mask: agreement at p² + (1 - p)², not 1.
+        other = kept_by(by_id("numpy"), "float64", (4, 256, 256), p, 2027)
+        agree = p**2 + (1 - p) ** 2
+        assert abs((kept == other).mean() - agree) < 5 * np.sqrt(agree * (1 - agree) / n)
+
+    def test_p_one_drops_everything_and_p_zero_needs_no_seed(self):
+        rng = np.random.default_rng(0)
+        q, k, v = (rng.normal(size=(2, 5, 3)) for _ in range(3))
+        np.testing.assert_array_equal(mle.attention(q, k, v, dropout_p=1.0, dropout_seed=1), 0.0)
+        np.testing.assert_array_equal(mle.attention(q, k, v, dropout_p=0.0), mle.attention(q, k, v))
+
+    def test_seed_arrays_give_the_mask_of_their_int(self):
+        torch, jax = torch_or_skip(), jax_or_skip()
+        seed, p = 2**40 + 99, 0.25
+        q, k = np.zeros((3, 9, 1)), np.zeros((3, 11, 1))
+        v = np.broadcast_to(np.eye(11), (3, 11, 11)).copy()
+        expected = dropout_keep(seed, p, 3, 9, 11)
+        got = [
+            mle.attention(q, k, v, dropout_p=p, dropout_seed=np.asarray(seed)),
+            mle.attention(
+                *map(torch.asarray, (q, k, v)), dropout_p=p, dropout_seed=torch.tensor(seed)
+            ),
+            jax.jit(lambda q, k, v, s: mle.attention(q, k, v, dropout_p=p, dropout_seed=s))(
+                q,
+                k,
+                v,
+                jax.numpy.asarray(seed % 2**32, dtype=jax.numpy.int32),  # 99: < 2³¹
+            ),
+        ]
+        for out in got:
+            np.testing.assert_array_equal(np.asarray(out) > 0, expected)
+
+    @pytest.mark.parametrize("algorithm", [None, *ALGORITHMS])
+    @pytest.mark.parametrize("case", ["float-mask-causal", "gqa-causal-mask", "plain"])
+    def test_gradients_equal_autograd_through_the_same_mask(self, case, algorithm):
+        torch = torch_or_skip()
+        k_np, v_np, options = BACKWARD_CASES[case]
+        p, seed = 0.4, 31
+        keep = dropout_keep(seed, p, B * HQ, L, S).reshape(B, HQ, L, S)
+        q, k, v = (torch.asarray(a, requires_grad=True) for a in (Q, k_np, v_np))
+        mask = options.get("mask")
+        m = None if mask is None else torch.asarray(mask)
+        if m is not None and m.dtype != torch.bool:
+            m.requires_grad_(True)
+        causal, gqa = options.get("is_causal", False), options.get("enable_gqa", False)
+        # The reference: the weights, times the explicit mask, by autograd.
+        rk, rv = (x.repeat_interleave(HQ // x.shape[1], 1) for x in (k, v))
+        scores = q @ rk.transpose(-1, -2) / np.sqrt(E)
+        allowed = torch.ones(L, S, dtype=torch.bool)
+        if causal:
+            allowed = allowed.tril()
+        if m is not None:
+            scores = scores + m if m.dtype != torch.bool else scores
+            allowed = allowed & m if m.dtype == torch.bool else allowed
+        weights = torch.softmax(scores.masked_fill(~allowed, -torch.inf), -1).nan_to_num()
+        expected = (weights * torch.asarray(keep) / (1 - p)) @ rv
+        out = _attention(
+            q, k, v, m, causal, None, gqa, None, algorithm, None, dropout_p=p, dropout_seed=seed
+        )
+        dout = torch.asarray(DOUT)
+        inputs = [x for x in (q, k, v, m) if x is not None and x.requires_grad]
+        want = torch.autograd.grad(expected, inputs, dout)
+        got = torch.autograd.grad(out, inputs, dout)
+        np.testing.assert_allclose(out.detach(), expected.detach(), rtol=1e-10, atol=1e-12)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+        # attention_backward, called directly, is the same chain rule.
+        grads = mle.attention_backward(
+            dout,
+            q.detach(),
+            k.detach(),
+            v.detach(),
+            mask=None if m is None else m.detach(),
+            is_causal=causal,
+            enable_gqa=gqa,
+            dropout_p=p,
+            dropout_seed=seed,
+        )
+        for g, w in zip(grads[:3], want[:3], strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+    def test_jax_grad_under_jit_with_a_traced_seed(self):
+        jax = jax_or_skip()
+        jnp = jax.numpy
+        p, seed = 0.3, 5
+        keep = jnp.asarray(dropout_keep(seed, p, B * HQ, L, S).reshape(B, HQ, L, S))
+
+        def expected(q, k, v):
+            rk, rv = jnp.repeat(k, HQ // HKV, 1), jnp.repeat(v, HQ // HKV, 1)
+            s = jnp.where(causal_mask(L, S), q @ jnp.swapaxes(rk, -1, -2) / np.sqrt(E), -jnp.inf)
+            return jnp.sum((jax.nn.softmax(s, -1) * keep / (1 - p)) @ rv * DOUT)
+
+        def ours(q, k, v, s):
+            out = mle.attention(
+                q, k, v, is_causal=True, enable_gqa=True, dropout_p=p, dropout_seed=s
+            )
+            return jnp.sum(out * DOUT)
+
+        args = [jnp.asarray(a) for a in (Q, K_GQA, V_GQA)]
+        got = jax.jit(jax.grad(ours, (0, 1, 2)))(*args, jnp.asarray(seed, dtype=jnp.int32))
+        for g, w in zip(got, jax.grad(expected, (0, 1, 2))(*args), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-10, atol=1e-12)
+
+    def test_compiles_with_a_seed_tensor_and_parameters(self):
+        torch = torch_or_skip()
+        q, k, v = (torch.nn.Parameter(torch.asarray(a)) for a in (Q, K, V))
+
+        def step(q, k, v, seed):
+            return mle.attention(q, k, v, is_causal=True, dropout_p=0.2, dropout_seed=seed)
+
+        seed = torch.tensor(17)
+        compiled = torch.compile(step, fullgraph=True, backend="eager")  # dynamo: graph breaks
+        got, want = compiled(q, k, v, seed), step(q, k, v, seed)
+        torch.testing.assert_close(got, want)
+        (g,) = torch.autograd.grad(got.sum(), [q])
+        (w,) = torch.autograd.grad(want.sum(), [q])
+        torch.testing.assert_close(g, w)
+
+    @pytest.mark.parametrize(
+        ("options", "error"),
+        [
+            ({"dropout_p": 0.1}, ValueError),  # no seed
+            ({"dropout_p": 1.5, "dropout_seed": 1}, ValueError),
+            ({"dropout_p": -0.1, "dropout_seed": 1}, ValueError),
+            ({"dropout_p": 0.1, "dropout_seed": 1.0}, TypeError),
+            ({"dropout_p": 0.1, "dropout_seed": True}, TypeError),
+            ({"dropout_p": 0.1, "dropout_seed": np.asarray([1, 2])}, TypeError),
+            ({"dropout_p": 0.1, "dropout_seed": np.asarray(1.0)}, TypeError),
+        ],
+    )
+    def test_bad_dropout_arguments(self, options, error):
+        with pytest.raises(error, match="dropout"):
+            mle.attention(Q, K, V, **options)

@@ -89,6 +89,8 @@ def attention(
     is_causal: bool = False,
     scale: float | None = None,
     enable_gqa: bool = False,
+    dropout_p: float = 0.0,
+    dropout_seed: int | Array | None = None,
     block_size: int | None = None,
     xp: Namespace | None = None,
 ) -> Array:
@@ -123,6 +125,17 @@ def attention(
             `Hq` heads, a multiple of the `Hkv` key/value heads; query head $h$
             uses key/value head $\lfloor h / (Hq/Hkv) \rfloor$. Keys and values
             are never copied per query head.
+        dropout_p: Attention dropout: each weight $P_{ij}$ is dropped with
+            probability $p$ and the kept ones are scaled by $1/(1-p)$,
+            $O = (P \circ Z)\,V / (1 - p)$. Applied whenever $p > 0$ (as
+            `torch.nn.functional.scaled_dot_product_attention` does): pass
+            `0.0` at evaluation.
+        dropout_seed: Needed when `dropout_p > 0`: a Python int or a 0-d
+            integer array (traced under `jax.jit` is fine). $Z_{ij}$ is a hash
+            of the seed and the weight's (batch, head, row, column), written in
+            the standard's int32 operations, so a seed gives the same mask on
+            every library, device and tiling, and the backward pass regenerates
+            it instead of storing it. Use a fresh seed for every step.
         block_size: `None` picks the fastest portable algorithm for the shape;
             an int forces the blockwise online-softmax algorithm with key blocks
             of that size (`O(L·block_size)` extra memory). Every choice gives
@@ -166,7 +179,20 @@ def attention(
         Dao, T. et al. (2022). FlashAttention: fast and memory-efficient exact
         attention with IO-awareness. *NeurIPS*.
     """
-    return _attention(query, key, value, mask, is_causal, scale, enable_gqa, block_size, None, xp)
+    return _attention(
+        query,
+        key,
+        value,
+        mask,
+        is_causal,
+        scale,
+        enable_gqa,
+        block_size,
+        None,
+        xp,
+        dropout_p=dropout_p,
+        dropout_seed=dropout_seed,
+    )
 
 
 class AttentionGrads(NamedTuple):
@@ -189,6 +215,8 @@ def attention_backward(
     is_causal: bool = False,
     scale: float | None = None,
     enable_gqa: bool = False,
+    dropout_p: float = 0.0,
+    dropout_seed: int | Array | None = None,
     block_size: int | None = None,
     xp: Namespace | None = None,
 ) -> AttentionGrads:
@@ -228,6 +256,8 @@ def attention_backward(
         is_causal: As in :func:`attention`.
         scale: As in :func:`attention`.
         enable_gqa: As in :func:`attention`.
+        dropout_p: As in :func:`attention`.
+        dropout_seed: As in :func:`attention`: the same seed gives the same mask.
         block_size: As in :func:`attention`: the tiles of both passes.
         xp: Array namespace; inferred from the arrays when omitted.
 
@@ -261,16 +291,16 @@ def attention_backward(
     """
     xp = namespace(dout=dout, query=query, key=key, value=value, mask=mask, xp=xp)
     static = _static(query, key, value, mask, is_causal, scale, enable_gqa, block_size, xp)
-    arrays = (query, key, value, mask)
+    static, seed = _dropout(static, dropout_p, dropout_seed, query, xp)
+    arrays = (query, key, value, mask, seed)
     out, saved = _forward(arrays, static)
     if tuple(dout.shape) != tuple(out.shape):
         raise ValueError(
             f"`dout` must have the output's shape {tuple(out.shape)}, got {tuple(dout.shape)}"
         )
     floating = mask is not None and xp.isdtype(mask.dtype, "real floating")
-    return AttentionGrads(
-        *_backward(arrays, out, saved, dout, (True, True, True, floating), static)
-    )
+    dq, dk, dv, dmask, _ = _backward(arrays, out, saved, dout, (True, True, True, floating), static)
+    return AttentionGrads(dq, dk, dv, dmask)
 
 
 def _attention(
@@ -284,6 +314,9 @@ def _attention(
     block_size: int | None,
     algorithm: tuple[int | None, int | None] | tuple[int | None, int | None, bool] | None,
     xp: Namespace | None,
+    *,
+    dropout_p: float = 0.0,
+    dropout_seed: int | Array | None = None,
 ) -> Array:
     """`attention`, with `algorithm` = `_Plan(rows, keys[, per_element])` forced if given.
 
@@ -295,7 +328,8 @@ def _attention(
     static = _static(query, key, value, mask, is_causal, scale, enable_gqa, block_size, xp)
     if algorithm is not None:
         static = static._replace(plan=_Plan(*algorithm))
-    return _autodiff.apply(_forward, _backward, (query, key, value, mask), static, xp)
+    static, seed = _dropout(static, dropout_p, dropout_seed, query, xp)
+    return _autodiff.apply(_forward, _backward, (query, key, value, mask, seed), static, xp)
 
 
 class _Static(NamedTuple):
@@ -308,6 +342,8 @@ class _Static(NamedTuple):
     out_dtype: object
     work: object  # the dtype computed in: float32 for half precision
     xp: Namespace
+    drop: int | None = None  # dropout: a weight is dropped where its hash < drop (None: no dropout)
+    rescale: float = 1.0  # 1 / (1 - p), the factor of the weights kept (0 when p = 1)
 
 
 def _static(
@@ -332,16 +368,91 @@ def _static(
     return _Static(bool(is_causal), s, G, plan, out_dtype, work, xp)
 
 
+def _dropout(
+    static: _Static, p: float, seed: int | Array | None, like: Array, xp: Namespace
+) -> tuple[_Static, Array | None]:
+    """`static` with the dropout threshold and rescale set, and the seed as an int32 array.
+
+    A weight is kept when the low 31 bits of its hash are at least round(p·2³¹): with
+    probability 1 - p, exact for every p of the form k/2³¹.
+    """
+    if isinstance(p, bool) or not isinstance(p, int | float) or not 0.0 <= p <= 1.0:
+        raise ValueError(f"`dropout_p` must be a Python number in [0, 1], got {p!r}")
+    if p == 0.0:
+        return static, None
+    if seed is None:
+        raise ValueError(
+            "`dropout_p` > 0 needs a `dropout_seed` (a Python int or a 0-d integer array): "
+            "the dropout mask is a hash of the seed and each weight's position, the same "
+            "on every library and device; draw a fresh seed for each step "
+            "(torch.randint(2**31 - 1, ()), jax.random.randint(key, (), 0, 2**31 - 1))"
+        )
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        dtype = getattr(seed, "dtype", None)
+        if getattr(seed, "shape", None) != () or dtype is None or not xp.isdtype(dtype, "integral"):
+            raise TypeError(
+                f"`dropout_seed` must be a Python int or a 0-d integer array, got {seed!r}"
+            )
+        seed = xp.astype(seed, xp.int32)  # wraps: the low 32 bits, on every library
+    else:
+        low = seed % 2**32  # the low 32 bits as a signed int32, as an array's cast would
+        seed = xp.asarray(low - 2**32 if low >= 2**31 else low, dtype=xp.int32, device=device(like))
+    drop = round(float(p) * 2**31)
+    return static._replace(drop=drop, rescale=0.0 if p == 1.0 else 1.0 / (1.0 - p)), seed
+
+
+def _mix(x: Array) -> Array:
+    """lowbias32: a bijection of 32-bit words with nearly full avalanche.
+
+    Each input bit flips each output bit with probability close to 1/2
+    (C. Wellons, "Hash function prospector", 2018).
+    Written in int32, the one integer type every library has (JAX without x64 too):
+    products wrap around modulo 2³², and a right shift is made logical by masking
+    the sign bits it copies in.
+    """
+    x = x ^ ((x >> 16) & 0xFFFF)
+    x = x * 0x7FEB352D
+    x = x ^ ((x >> 15) & 0x1FFFF)
+    x = x * (0x846CA68B - 2**32)  # the multiplier as an int32
+    return x ^ ((x >> 16) & 0xFFFF)
+
+
+def _heads(seed: Array, q: Array, kT: Array, v: Array, G: int, xp: Namespace) -> Array:
+    """The dropout hash of each (batch, head): `(*batch, Hkv, G, 1, 1)` int32.
+
+    The heads are numbered in the order of the output's flattened batch axes
+    `(..., Hq)`, so a mask does not depend on how the work is tiled.
+    """
+    batch = _batch(q, kT, v)  # (..., Hkv)
+    index = xp.arange(math.prod(batch) * G, dtype=xp.int32, device=device(q))
+    # The seed as a 1-d array: NumPy warns of wrapping products on 0-d arrays only.
+    return _mix(_mix(xp.reshape(seed, (1,))) ^ xp.reshape(index, (*batch, G, 1, 1)))
+
+
+def _row_hashes(heads: Array, positions: Array, G: int, xp: Namespace) -> Array:
+    """The dropout hash of each query row of a block: `(..., G·Lb, 1)`."""
+    rows = _mix(heads ^ xp.astype(positions, xp.int32)[:, None])  # (..., G, Lb, 1)
+    return _fold(rows, G, rows.shape[-2], xp)
+
+
+def _kept(rows: _Rows, c0: int, c1: int, xp: Namespace) -> Array:
+    """Which weights of the block's rows and keys [c0, c1) dropout keeps: `(..., G·Lb, Kb)`."""
+    keys = xp.arange(c0, c1, dtype=xp.int32, device=device(rows.hashes))
+    return (_mix(rows.hashes ^ keys) & 0x7FFFFFFF) >= rows.drop
+
+
 def _prepare(
     arrays: tuple[Array, ...], static: _Static
-) -> tuple[Array, Array, Array, Array | None, bool]:
-    """Queries scaled to base 2 and split by key head, keys, values, mask; and emptiness.
+) -> tuple[Array, Array, Array, Array | None, Array | None, bool]:
+    """Queries scaled to base 2 and split by key head, keys, values, mask, dropout; emptiness.
+
+    The dropout entry is the hash of each head (None without dropout).
 
     The softmax runs in base 2, softmax(x) = 2^(x·log2 e - m) / Σ 2^(x·log2 e - m):
     exp2 is 1.4-2.9x faster than exp (see _xp.exp2), and log2 e folds into the scale
     of Q (L·E products, not L·S).
     """
-    query, key, value, mask = arrays
+    query, key, value, mask, seed = arrays
     xp, work, G = static.xp, static.work, static.G
     q = xp.astype(query, work, copy=False) * (static.s * _LOG2_E)  # (..., Hq, L, E)
     k = xp.astype(key, work, copy=False)  # (..., Hkv, S, E)
@@ -356,7 +467,8 @@ def _prepare(
         or query.shape[-2] == 0
         or any(0 in x.shape[:-2] for x in (query, key, value))
     )
-    return q, k, v, mask, empty
+    heads = None if seed is None else _heads(seed, q, xp.matrix_transpose(k), v, G, xp)
+    return q, k, v, mask, heads, empty
 
 
 def _forward(arrays: tuple[Array, ...], static: _Static) -> tuple[Array, tuple[Array]]:
@@ -366,7 +478,8 @@ def _forward(arrays: tuple[Array, ...], static: _Static) -> tuple[Array, tuple[A
     no key to attend (so that 2^(score - lse) is 0 on every key of that row).
     """
     xp, G, plan = static.xp, static.G, static.plan
-    q, k, v, mask, empty = _prepare(arrays, static)
+    q, k, v, mask, heads, empty = _prepare(arrays, static)
+    drop = _Drop(heads, static.drop)
     kT = xp.matrix_transpose(k)  # (..., Hkv, E, S), a view
     L = q.shape[-2]
     if empty:  # no key (rows fully masked: zeros), or nothing
@@ -374,9 +487,9 @@ def _forward(arrays: tuple[Array, ...], static: _Static) -> tuple[Array, tuple[A
         out = xp.reshape(out, (*out.shape[:-2], G, L, out.shape[-1]))
         lse = xp.full((*out.shape[:-1], 1), math.inf, dtype=static.work, device=device(out))
     elif plan.looped:
-        out, lse = _looped(q, kT, v, mask, static.is_causal, G, plan, xp)
+        out, lse = _looped(q, kT, v, mask, drop, static.is_causal, G, plan, xp)
     elif not plan.per_element:
-        out, lse = _tiled(q, kT, v, mask, static.is_causal, G, plan, xp)  # (..., Hkv, G, L, ·)
+        out, lse = _tiled(q, kT, v, mask, drop, static.is_causal, G, plan, xp)  # (..., G, L, ·)
     else:
         # One batch element (one head of one sample) at a time: each tile one matrix product.
         batch = _batch(q, kT, v)
@@ -386,6 +499,7 @@ def _forward(arrays: tuple[Array, ...], static: _Static) -> tuple[Array, tuple[A
                 _element(kT, index, 2),  # (E, S)
                 _element(v, index, 2),  # (S, Ev)
                 None if mask is None else _element(mask, index, 3),  # (G|1, L|1, S|1)
+                drop._replace(heads=None if heads is None else _element(heads, index, 3)),
                 static.is_causal,
                 G,
                 plan,
@@ -394,6 +508,8 @@ def _forward(arrays: tuple[Array, ...], static: _Static) -> tuple[Array, tuple[A
             for index in itertools.product(*(range(n) for n in batch))
         ]
         out, lse = (_stack([part[i] for part in parts], batch, xp) for i in (0, 1))
+    if heads is not None:  # the kept weights scaled by 1 / (1 - p): the output, at once
+        out = out * static.rescale
     out = xp.astype(_merge_heads(out, G, xp), static.out_dtype, copy=False)
     return out, (_merge_heads(lse, G, xp),)
 
@@ -440,6 +556,7 @@ def _tiled(
     kT: Array,
     v: Array,
     mask: Array | None,
+    drop: _Drop,
     is_causal: bool,
     G: int,
     plan: _Plan,
@@ -453,7 +570,7 @@ def _tiled(
         p1 = min(p0 + rows, L)
         qt = _fold(q[..., p0:p1, :], G, p1 - p0, xp)  # (..., G·Lb, E)
         key_blocks = _key_blocks(S, p0, p1, is_causal, plan.keys)
-        rows_ = _rows(mask, is_causal, p0, p1, q, xp)
+        rows_ = _rows(mask, drop, is_causal, p0, p1, G, q, xp)
         out, lse = _softmax_times(qt, kT, v, rows_, G, key_blocks, xp)
         outs.append(_unfold(out, G, xp))  # (..., G, Lb, Ev)
         lses.append(_unfold(lse, G, xp))  # (..., G, Lb, 1)
@@ -467,6 +584,7 @@ def _looped(
     kT: Array,
     v: Array,
     mask: Array | None,
+    drop: _Drop,
     is_causal: bool,
     G: int,
     plan: _Plan,
@@ -483,7 +601,7 @@ def _looped(
 
     def block(carry: None, x: tuple[Array, ...]) -> tuple[None, tuple[Array, Array]]:
         qb, positions, *mask_rows = x
-        these = _Rows(mask_rows[0] if mask_rows else mask, positions if is_causal else None, None)
+        these = _looped_rows(mask_rows[0] if mask_rows else mask, drop, is_causal, positions, G, xp)
         out, lse = _softmax_times(_fold(qb, G, rows, xp), kT, v, these, G, key_blocks, xp)
         return carry, (_unfold(out, G, xp), _unfold(lse, G, xp))
 
@@ -574,7 +692,12 @@ def _softmax_times(
         if guarded:  # a row with no key yet (max -inf) is shifted by 0: 2^-inf stays 0
             shift = xp.where(xp.isfinite(m_new), m_new, scalar(0.0, m_new, xp=xp))
         p = exp2(scores - shift, xp)  # (..., G·Lb, Kb), each ≤ 1
-        pv = p @ v[..., c0:c1, :]  # (..., G·Lb, Ev)
+        kept = (
+            p
+            if rows.hashes is None
+            else xp.where(_kept(rows, c0, c1, xp), p, scalar(0.0, p, xp=xp))
+        )
+        pv = kept @ v[..., c0:c1, :]  # (..., G·Lb, Ev); the row sums keep every weight
         row_sum = xp.sum(p, axis=-1, keepdims=True)  # (..., G·Lb, 1)
         if m is None:
             total, acc = row_sum, pv
@@ -592,8 +715,15 @@ def _softmax_times(
     return acc / total, xp.where(seen, m + xp.log2(total), scalar(math.inf, total, xp=xp))
 
 
+class _Drop(NamedTuple):
+    """Dropout, for the whole call: the hash of each head and the threshold (see `_dropout`)."""
+
+    heads: Array | None  # (..., Hkv, G, 1, 1) int32; None without dropout
+    drop: int | None
+
+
 class _Rows(NamedTuple):
-    """A block of query rows: the mask's rows for it, and where causality must mask it.
+    """A block of query rows: its mask rows, its causal positions, its dropout hashes.
 
     `positions` holds the block's query positions when `is_causal` (else None);
     `first`, the first of them as a Python int, lets a tile wholly below the
@@ -603,16 +733,36 @@ class _Rows(NamedTuple):
     mask: Array | None  # (..., G|1, Lb|1, S|1)
     positions: Array | None  # (Lb,)
     first: int | None
+    hashes: Array | None = None  # (..., G·Lb, 1) int32; None without dropout
+    drop: int | None = None
 
 
 def _rows(
-    mask: Array | None, is_causal: bool, p0: int, p1: int, like: Array, xp: Namespace
+    mask: Array | None,
+    drop: _Drop,
+    is_causal: bool,
+    p0: int,
+    p1: int,
+    G: int,
+    like: Array,
+    xp: Namespace,
 ) -> _Rows:
     """The `_Rows` of query positions [p0, p1)."""
     if mask is not None and mask.shape[-2] > 1:
         mask = mask[..., p0:p1, :]
     positions = xp.arange(p0, p1, device=device(like)) if is_causal else None
-    return _Rows(mask, positions, p0)
+    hashes = None
+    if drop.heads is not None:
+        hashes = _row_hashes(drop.heads, xp.arange(p0, p1, device=device(like)), G, xp)
+    return _Rows(mask, positions, p0, hashes, drop.drop)
+
+
+def _looped_rows(
+    mask: Array | None, drop: _Drop, is_causal: bool, positions: Array, G: int, xp: Namespace
+) -> _Rows:
+    """The `_Rows` of a step of a compiled loop, whose `positions` are traced."""
+    hashes = None if drop.heads is None else _row_hashes(drop.heads, positions, G, xp)
+    return _Rows(mask, positions if is_causal else None, None, hashes, drop.drop)
 
 
 def _scores(qt: Array, kT: Array, rows: _Rows, G: int, c0: int, c1: int, xp: Namespace) -> Array:
@@ -655,22 +805,31 @@ def _backward(
         dV += Pᵀ dO,   dP = dO Vᵀ,   dS = P ∘ (dP - D),   dQ += s·dS K,   dK += s·dSᵀ Q,
 
     and the gradient of a float mask is dS itself, summed over its broadcast axes.
+
+    With dropout, O = (P ∘ Z) V / (1 - p) for the kept weights Z, regenerated tile by
+    tile from their hashes: dV = (P ∘ Z)ᵀ dO / (1 - p), and dP is zero where a weight
+    was dropped, dO Vᵀ / (1 - p) where it was kept; D = Σ_j P dP = dO · O still holds.
     """
-    query, key, value, mask = arrays
+    query, key, value, mask, _ = arrays
     (lse,) = saved
     xp, G, work = static.xp, static.G, static.work
-    q, k, v, m, empty = _prepare(arrays, static)
+    q, k, v, m, heads, empty = _prepare(arrays, static)
+    drop = _Drop(heads, static.drop)
     want_mask = m is not None and needs[3] and not xp.isdtype(m.dtype, "bool")
     do = xp.astype(dout, work, copy=False)  # (..., Hq, L, Ev)
     o = xp.astype(out, work, copy=False)
-    do, o, lse = (_split_heads(a, G, xp) for a in (do, o, lse))  # (..., Hkv, G, L, ·)
+    # D = rowsum(dO ∘ O), the one term of the softmax's Jacobian that couples a row.
+    D = xp.sum(do * o, axis=-1, keepdims=True)  # (..., Hq, L, 1)
+    if heads is not None:  # dO / (1 - p), the factor of every kept weight
+        do = do * static.rescale
+    do, D, lse = (_split_heads(a, G, xp) for a in (do, D, lse))  # (..., Hkv, G, L, ·)
     if empty:  # nothing was attended: every gradient is zero
         dq, dk, dv = (xp.zeros_like(a) for a in (q, k, v))
         dm = xp.zeros(m.shape, dtype=work, device=device(q)) if m is not None else None
     elif static.plan.looped:
-        dq, dk, dv, dm = _looped_backward(q, k, v, m, do, o, lse, static, want_mask)
+        dq, dk, dv, dm = _looped_backward(q, k, v, m, drop, do, D, lse, static, want_mask)
     elif not static.plan.per_element:
-        dq, dk, dv, dm = _tiled_backward(q, k, v, m, do, o, lse, static, want_mask)
+        dq, dk, dv, dm = _tiled_backward(q, k, v, m, drop, do, D, lse, static, want_mask)
     else:
         batch = _batch(q, xp.matrix_transpose(k), v)
         parts = [
@@ -679,8 +838,9 @@ def _backward(
                 _element(k, index, 2),  # (S, E)
                 _element(v, index, 2),  # (S, Ev)
                 None if m is None else _element(m, index, 3),  # (G|1, L|1, S|1)
+                drop._replace(heads=None if heads is None else _element(heads, index, 3)),
                 _element(do, index, 3),  # (G, L, Ev)
-                _element(o, index, 3),  # (G, L, Ev)
+                _element(D, index, 3),  # (G, L, 1)
                 _element(lse, index, 3),  # (G, L, 1)
                 static,
                 want_mask,
@@ -699,7 +859,7 @@ def _backward(
         grads.append(xp.astype(xp.reshape(_sum_to(dm, m.shape, xp), mask.shape), mask.dtype))
     else:
         grads.append(None)
-    return tuple(grads)
+    return (*grads, None)  # the dropout seed has none
 
 
 def _tiled_backward(
@@ -707,8 +867,9 @@ def _tiled_backward(
     k: Array,
     v: Array,
     mask: Array | None,
+    drop: _Drop,
     do: Array,
-    o: Array,
+    D: Array,
     lse: Array,
     static: _Static,
     want_mask: bool,
@@ -727,13 +888,11 @@ def _tiled_backward(
     if static.is_causal:  # key blocks that line up with the query blocks can be skipped
         step = min(step, rows)
     kT, vT = xp.matrix_transpose(k), xp.matrix_transpose(v)  # (..., E|Ev, S), views
-    # Each query block folded once, (..., G·Lb, ·): its queries, dO, lse, and
-    # D = rowsum(dO ∘ O), the one term of the softmax's Jacobian that couples a row.
+    # Each query block folded once, (..., G·Lb, ·): its queries, dO, lse and D.
     blocks = []
     for p0 in range(0, L, rows):
         p1 = min(p0 + rows, L)
-        qt, dot, ot, lset = (_fold(a[..., p0:p1, :], G, p1 - p0, xp) for a in (q, do, o, lse))
-        blocks.append((p0, p1, qt, dot, lset, xp.sum(dot * ot, axis=-1, keepdims=True)))
+        blocks.append((p0, p1, *(_fold(a[..., p0:p1, :], G, p1 - p0, xp) for a in (q, do, lse, D))))
     dq: list[Array] = []
     dks: list[Array] = []
     dvs: list[Array] = []
@@ -744,7 +903,7 @@ def _tiled_backward(
         for i, (p0, p1, qt, dot, lset, Dt) in enumerate(blocks):
             if static.is_causal and c0 >= p1:  # every key comes after every query
                 continue
-            rows_ = _rows(mask, static.is_causal, p0, p1, q, xp)
+            rows_ = _rows(mask, drop, static.is_causal, p0, p1, G, q, xp)
             dq_t, dk_t, dv_t, ds = _tile_backward(qt, kT, vT, rows_, dot, lset, Dt, c0, c1, static)
             if c0 == 0:  # the first key block is seen by every query block
                 dq.append(dq_t)
@@ -774,8 +933,9 @@ def _looped_backward(
     k: Array,
     v: Array,
     mask: Array | None,
+    drop: _Drop,
     do: Array,
-    o: Array,
+    D: Array,
     lse: Array,
     static: _Static,
     want_mask: bool,
@@ -802,11 +962,10 @@ def _looped_backward(
 
     def block(carry: Any, x: tuple[Array, ...]) -> tuple[Any, tuple[Array, ...]]:
         dk, dv, dm = carry
-        qb, dob, ob, lseb, positions, *mask_block = x
-        qt, dot, ot, lset = (_fold(a, G, rows, xp) for a in (qb, dob, ob, lseb))
-        Dt = xp.sum(dot * ot, axis=-1, keepdims=True)  # D = rowsum(dO ∘ O)
-        these = _Rows(
-            mask_block[0] if mask_block else mask, positions if static.is_causal else None, None
+        qb, dob, lseb, Db, positions, *mask_block = x
+        qt, dot, lset, Dt = (_fold(a, G, rows, xp) for a in (qb, dob, lseb, Db))
+        these = _looped_rows(
+            mask_block[0] if mask_block else mask, drop, static.is_causal, positions, G, xp
         )
         dq: Array = None
         dks, dvs, dms = [], [], []
@@ -828,7 +987,7 @@ def _looped_backward(
                 dm = dm + dm_rows
         return (dk, dv, dm), ys
 
-    (dk, dv, dm), ys = scan(block, carry, _row_blocks((q, do, o, lse), mask, rows, xp), xp)
+    (dk, dv, dm), ys = scan(block, carry, _row_blocks((q, do, lse, D), mask, rows, xp), xp)
     dq = _from_row_blocks(ys[0], L, xp)
     if want_mask and mask_rows:
         dm = _from_row_blocks(ys[1], L, xp)
@@ -855,9 +1014,15 @@ def _tile_backward(
     scores = _scores(qt, kT, rows, static.G, c0, c1, xp)
     p = exp2(scores - lset, xp)  # P, the attention weights (0 where masked), (..., G·Lb, Kb)
     del scores
-    dv_t = xp.matrix_transpose(p) @ dot  # (..., Kb, Ev)
-    ds = p * (dot @ vT[..., c0:c1] - Dt)  # dS = P ∘ (dP - D)
-    del p
+    dp = dot @ vT[..., c0:c1]  # dP = dO Vᵀ
+    if rows.hashes is None:
+        dv_t = xp.matrix_transpose(p) @ dot  # (..., Kb, Ev)
+    else:  # only the weights dropout kept carry a gradient (dO was scaled by 1 / (1 - p))
+        kept = _kept(rows, c0, c1, xp)
+        dv_t = xp.matrix_transpose(xp.where(kept, p, scalar(0.0, p, xp=xp))) @ dot
+        dp = xp.where(kept, dp, scalar(0.0, dp, xp=xp))
+    ds = p * (dp - Dt)  # dS = P ∘ (dP - D)
+    del p, dp
     dq_t = ds @ xp.matrix_transpose(kT[..., c0:c1])  # (..., G·Lb, E)
     dk_t = xp.matrix_transpose(ds) @ qt  # (..., Kb, E): summed over the group
     return dq_t, dk_t, dv_t, ds
@@ -1063,6 +1228,8 @@ def multi_head_attention(
     b_o: Array | None = None,
     mask: Array | None = None,
     is_causal: bool = False,
+    dropout_p: float = 0.0,
+    dropout_seed: int | Array | None = None,
     xp: Namespace | None = None,
 ) -> Array:
     r"""Multi-head attention: project, attend per head, concatenate, project.
@@ -1094,6 +1261,9 @@ def multi_head_attention(
         mask: As in :func:`attention` (True = may attend, or additive),
             broadcastable to `(..., H, L, S)`.
         is_causal: As in :func:`attention`.
+        dropout_p: As in :func:`attention`: dropout of the attention weights
+            (`nn.MultiheadAttention`'s `dropout`, in training).
+        dropout_seed: As in :func:`attention`.
         xp: Array namespace; inferred from the arrays when omitted.
 
     Returns:
@@ -1131,7 +1301,16 @@ def multi_head_attention(
     q = project(cast["query"], cast["w_q"], cast["b_q"])
     k = project(cast["key"], cast["w_k"], cast["b_k"])
     v = project(cast["value"], cast["w_v"], cast["b_v"])
-    o = attention(q, k, v, mask=mask, is_causal=is_causal, xp=xp)  # (..., H, L, E)
+    o = attention(  # (..., H, L, E)
+        q,
+        k,
+        v,
+        mask=mask,
+        is_causal=is_causal,
+        dropout_p=dropout_p,
+        dropout_seed=dropout_seed,
+        xp=xp,
+    )
     o = xp.moveaxis(o, -3, -2)  # (..., L, H, E)
     o = xp.reshape(o, (*o.shape[:-2], D)) @ xp.matrix_transpose(cast["w_o"])  # (..., L, Do)
     o = o if cast["b_o"] is None else o + cast["b_o"]
