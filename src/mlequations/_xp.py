@@ -33,6 +33,7 @@ __all__ = [
     "Array",
     "Namespace",
     "accelerator",
+    "as_array",
     "compute_dtype",
     "device",
     "exp2",
@@ -64,7 +65,7 @@ def device(x: Array, /) -> Any:
     """The device of `x` (array-api-compat's ``device``; a torch tensor's own, directly).
 
     Torch tensors skip array-api-compat's cached type lookups, which dynamo warns
-    about on every traced call (see :func:`_torch_namespace`).
+    about on every traced call (see :func:`_all_torch_on_one_device`).
     """
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(x, torch.Tensor):
@@ -74,7 +75,7 @@ def device(x: Array, /) -> Any:
 
 def _is_array(x: object) -> bool:
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(x, torch.Tensor):  # no cached lookup (see _torch_namespace)
+    if torch is not None and isinstance(x, torch.Tensor):  # no cached lookup (see namespace)
         return True
     return array_api_compat.is_array_api_obj(x) and not isinstance(x, int | float | complex)
 
@@ -113,10 +114,16 @@ def namespace(*arrays: Any, xp: Any = None, **named: Any) -> Namespace:
             neither an array, ``None`` nor a Python number (a list, say).
         ValueError: The arrays live on different devices.
     """
+    values = (*arrays, *named.values()) if named else arrays
+    # The fast paths (per-call overhead, issue 19): inputs that plainly agree are
+    # resolved without building names or comparing devices one by one. Anything
+    # else falls through to the general checks, which raise the clear errors.
+    if _all_torch_on_one_device(values):
+        return _torch_ns() if xp is None else _resolve(xp)
+    same = _one_library(values)
+    if same is not None:
+        return same if xp is None else _resolve(xp)
     items = [(f"argument {i}", a) for i, a in enumerate(arrays)] + list(named.items())
-    torch_namespace = _torch_namespace(items)
-    if torch_namespace is not None:
-        return torch_namespace if xp is None else _resolve(xp)
     for name, a in items:
         if a is not None and not isinstance(a, int | float) and not _is_array(a):
             # A list or tuple would otherwise slip through and fail later, naming nothing.
@@ -149,30 +156,70 @@ def namespace(*arrays: Any, xp: Any = None, **named: Any) -> Namespace:
     return array_api_compat.array_namespace(*(a for _, a in items))
 
 
-def _torch_namespace(items: list[tuple[str, Any]]) -> Namespace | None:
-    """The torch namespace when every array is a torch tensor on one device, else None.
+def _all_torch_on_one_device(values: tuple[Any, ...]) -> bool:
+    """Whether every array among `values` is a torch tensor, all on one device (and one is).
 
     A direct ``isinstance`` check, without array-api-compat's cached type lookups:
     under ``torch.compile`` those print a warning per call ("Dynamo detected a call
     to a ``functools.lru_cache``-wrapped function") and guard on library internals,
     and an ``nn.Parameter`` (a tensor subclass) broke the graph. It is also the
-    cheap path for eager calls. Anything else (another library, mixed devices)
-    falls through to the general checks, which raise the clear errors.
+    cheap path for eager calls. ``None`` and Python numbers are skipped.
     """
     torch = sys.modules.get("torch")
     if torch is None:
-        return None
-    devices = set()
-    for _, a in items:
+        return False
+    dev = None
+    for a in values:
         if isinstance(a, torch.Tensor):
-            devices.add(a.device)
+            if dev is None:
+                dev = a.device
+            elif a.device != dev:
+                return False
         elif a is not None and not isinstance(a, int | float):
-            return None
-    if len(devices) != 1:
-        return None
+            return False
+    return dev is not None
+
+
+def _torch_ns() -> Namespace:
     import array_api_compat.torch as torch_namespace
 
     return torch_namespace
+
+
+# Namespace by array type, and whether that library has one device only (NumPy):
+# array-api-compat's own lookup walks its list of libraries on every call.
+_BY_TYPE: dict[type, tuple[Namespace, bool]] = {}
+
+
+def _one_library(values: tuple[Any, ...]) -> Namespace | None:
+    """The namespace when the arrays among `values` need no further check, else None.
+
+    That is one array (of any library), or several of one type whose library has
+    a single device. ``None`` and Python numbers are skipped; anything unusual
+    (no array, a list, mixed types, several arrays that may sit on different
+    devices) returns None, for the general checks to judge and name.
+    """
+    first: Any = None
+    several = False
+    for a in values:
+        if a is None or isinstance(a, int | float):
+            continue
+        if first is None:
+            first = a
+        elif type(a) is not type(first):
+            return None
+        else:
+            several = True
+    if first is None:
+        return None
+    known = _BY_TYPE.get(type(first))
+    if known is None:
+        if not _is_array(first):
+            return None
+        ns = array_api_compat.array_namespace(first)
+        known = _BY_TYPE[type(first)] = (ns, bool(array_api_compat.is_numpy_namespace(ns)))
+    ns, single_device = known
+    return ns if single_device or not several else None
 
 
 def _device_key(dev: Any) -> str:
@@ -233,6 +280,8 @@ def is_torch(xp: Namespace) -> bool:
 
 def compute_dtype(xp: Namespace, dtype: Any) -> Any:
     """The dtype to compute in for an output of `dtype`: half precision runs in float32."""
+    if dtype == xp.float32 or dtype == xp.float64:  # the common case, without a finfo
+        return dtype
     return xp.float32 if xp.finfo(dtype).bits < 32 else dtype
 
 
@@ -253,6 +302,13 @@ def float_dtypes(xp: Namespace, *arrays: Any, **named: Any) -> tuple[Any, Any]:
     Raises:
         TypeError: An input has a complex dtype.
     """
+    values = (*arrays, *named.values()) if named else arrays
+    common = _common_dtype(values)
+    # The fast path (per-call overhead, issue 19): every input of one floating dtype.
+    if common is not None and (common == xp.float32 or common == xp.float64):
+        return common, common
+    if common is not None and xp.isdtype(common, "real floating"):
+        return common, compute_dtype(xp, common)
     items = [(f"argument {i}", a) for i, a in enumerate(arrays)] + list(named.items())
     floating = []
     for name, a in items:
@@ -270,6 +326,34 @@ def float_dtypes(xp: Namespace, *arrays: Any, **named: Any) -> tuple[Any, Any]:
     return out, compute_dtype(xp, out)
 
 
+def _common_dtype(values: tuple[Any, ...]) -> Any:
+    """The dtype shared by every array among `values`; None if they differ or none is one."""
+    common = None
+    for a in values:
+        if a is None or isinstance(a, int | float | complex):
+            continue
+        dtype = getattr(a, "dtype", None)
+        if dtype is None:
+            return None
+        if common is None:
+            common = dtype
+        elif dtype != common:
+            return None
+    return common
+
+
+def as_array(x: Any, xp: Namespace) -> Array:
+    """`x` as an array of `xp`: NumPy's reductions to 0-d give NumPy scalars, made 0-d arrays.
+
+    Anything else comes back as it is, without an operation (issue 19: a round trip
+    through 1-d cost two operations on every 0-d result of every library).
+    """
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(x, numpy.generic):
+        return xp.asarray(x)
+    return x
+
+
 def scalar(value: float, like: Array, /, *, xp: Namespace | None = None) -> Array:
     """A 0-d array holding `value` with the dtype and device of `like`.
 
@@ -277,8 +361,10 @@ def scalar(value: float, like: Array, /, *, xp: Namespace | None = None) -> Arra
     computation into float64, and a host constant would drag a GPU computation
     back to the CPU; a constant made here does neither.
     """
-    xp = namespace(like, xp=xp)
-    return xp.asarray(value, dtype=like.dtype, device=device(like))
+    if xp is None:
+        xp = namespace(like)
+    # `full`, not `asarray`: array-api-compat's asarray inspects its argument at length.
+    return xp.full((), value, dtype=like.dtype, device=device(like))
 
 
 def default_namespace(xp: Any = None) -> Namespace:

@@ -7,7 +7,7 @@ are taken only of non-positive numbers.
 
 from __future__ import annotations
 
-from ._xp import Array, Namespace, device, float_dtypes, namespace, scalar
+from ._xp import Array, Namespace, device, float_dtypes, namespace
 
 __all__ = ["log_softmax", "logsumexp", "sigmoid", "softmax"]
 
@@ -20,6 +20,8 @@ def _axes(axis: object, ndim: int) -> tuple[int, ...]:
     ``ZeroDivisionError`` from ``axis % 0``). An axis the array cannot have is a
     ``ValueError`` naming `axis`, never a silent wrap-around.
     """
+    if type(axis) is int and -max(ndim, 1) <= axis < max(ndim, 1):  # the common case
+        return (axis % max(ndim, 1),)
     if axis is None:
         return tuple(range(max(ndim, 1)))
     axes = (axis,) if isinstance(axis, int) else axis
@@ -44,12 +46,16 @@ def _sum(x: Array, axes: tuple[int, ...], xp: Namespace) -> Array:
     return xp.sum(x, axis=axes, keepdims=True) if axes else x
 
 
-def _shifted(x: Array, axes: tuple[int, ...], xp: Namespace) -> tuple[Array, Array]:
+def _shifted(
+    x: Array, axes: tuple[int, ...], xp: Namespace, *, guard: bool = True
+) -> tuple[Array, Array]:
     """Return ``(x - m, m)`` with ``m`` the max along `axes`, replaced by 0 where infinite.
 
     A row of all ``-inf`` has ``m = -inf`` and ``x - m = -inf - (-inf) = NaN``;
     shifting such a row by 0 instead leaves ``exp(x - m) = 0``, so the row's
-    log-sum-exp comes out as ``log 0 = -inf``, as it should.
+    log-sum-exp comes out as ``log 0 = -inf``, as it should. Without `guard`
+    ``m`` is the plain max, for the callers whose such rows are NaN either way
+    (softmax, log-softmax): two operations fewer on every call.
 
     An axis of length 0 has no max (the libraries raise); such a row needs no
     shift, so ``m = 0`` there and the empty sum gives ``log 0 = -inf`` again.
@@ -60,7 +66,8 @@ def _shifted(x: Array, axes: tuple[int, ...], xp: Namespace) -> tuple[Array, Arr
         shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape))
         return x, xp.zeros(shape, dtype=x.dtype, device=device(x))
     m = xp.max(x, axis=axes, keepdims=True) if axes else x  # (..., 1, ...)
-    m = xp.where(xp.isfinite(m), m, scalar(0.0, m, xp=xp))
+    if guard:
+        m = xp.where(xp.isfinite(m), m, 0.0)
     return x - m, m
 
 
@@ -74,7 +81,8 @@ def _prepare(
     xp = namespace(x=x, xp=xp)
     out_dtype, work_dtype = float_dtypes(xp, x=x)
     axes = _axes(axis, x.ndim)
-    x = xp.astype(x, work_dtype, copy=False)
+    if x.dtype != work_dtype:
+        x = xp.astype(x, work_dtype)
     zero_d = x.ndim == 0
     if zero_d:
         x = xp.reshape(x, (1,))  # (1,): reduced along axis 0, then made 0-d again
@@ -85,7 +93,7 @@ def _finish(out: Array, zero_d: bool, out_dtype: object, xp: Namespace) -> Array
     """`out` in the dtype to return; a 0-d input gives a 0-d result, as in PyTorch."""
     if zero_d:
         out = xp.reshape(out, ())
-    return xp.astype(out, out_dtype, copy=False)
+    return out if out.dtype == out_dtype else xp.astype(out, out_dtype)
 
 
 def logsumexp(
@@ -134,8 +142,7 @@ def logsumexp(
     # The "double where": log never sees 0, so neither a warning nor a NaN gradient.
     # Tested as `s == 0`, not `s > 0`, so that a NaN in the row stays NaN (it gave -inf).
     empty = s == 0
-    one = scalar(1.0, s, xp=xp)
-    lse = xp.where(empty, scalar(-xp.inf, s, xp=xp), xp.log(xp.where(empty, one, s)) + m)
+    lse = xp.where(empty, -xp.inf, xp.log(xp.where(empty, 1.0, s)) + m)
     if not keepdims and axes:
         lse = xp.squeeze(lse, axis=axes)
     return _finish(lse, zero_d, out_dtype, xp)
@@ -182,7 +189,8 @@ def softmax(x: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> Arra
         classification network outputs. In *Neurocomputing*, 227-236.
     """
     xp, x, axes, out_dtype, zero_d = _prepare(x, axis, xp)
-    z, _ = _shifted(x, axes, xp)
+    # The plain max: a row of -inf, or with a +inf or a NaN, is NaN, guarded or not.
+    z, _ = _shifted(x, axes, xp, guard=False)
     e = xp.exp(z)  # (..., C), each ≤ 1
     return _finish(e / _sum(e, axes, xp), zero_d, out_dtype, xp)
 
@@ -215,14 +223,18 @@ def log_softmax(x: Array, /, *, axis: int = -1, xp: Namespace | None = None) -> 
         array([-1000.,     0.])
     """
     xp, x, axes, out_dtype, zero_d = _prepare(x, axis, xp)
-    z, _ = _shifted(x, axes, xp)
-    s = _sum(xp.exp(z), axes, xp)  # (..., 1, ...), 0 only for empty rows
-    # The "double where" of logsumexp: log 0 = -inf without a divide-by-zero warning;
-    # a NaN in the row makes s NaN, and the whole row NaN.
-    empty = s == 0
-    one = scalar(1.0, s, xp=xp)
-    lse = xp.where(empty, scalar(-xp.inf, s, xp=xp), xp.log(xp.where(empty, one, s)))
-    return _finish(z - lse, zero_d, out_dtype, xp)
+    # Shifted by the plain max, s = Σ exp(x - m) ≥ 1 (the max's own term is 1) unless
+    # m is not finite — a row of -inf, a +inf or a NaN — and then s is NaN and so is
+    # the row, as in PyTorch and JAX. So log s needs no guard, except for an empty
+    # class axis (a static shape), whose s = 0 takes the double where of logsumexp.
+    z, _ = _shifted(x, axes, xp, guard=False)
+    s = _sum(xp.exp(z), axes, xp)  # (..., 1, ...)
+    if any(n == 0 for n in x.shape):
+        empty = s == 0
+        return _finish(
+            z - xp.where(empty, -xp.inf, xp.log(xp.where(empty, 1.0, s))), zero_d, out_dtype, xp
+        )
+    return _finish(z - xp.log(s), zero_d, out_dtype, xp)
 
 
 def sigmoid(x: Array, /, *, xp: Namespace | None = None) -> Array:
@@ -256,7 +268,9 @@ def sigmoid(x: Array, /, *, xp: Namespace | None = None) -> Array:
     """
     xp = namespace(x=x, xp=xp)
     out_dtype, work_dtype = float_dtypes(xp, x=x)
-    x = xp.astype(x, work_dtype, copy=False)
+    if x.dtype != work_dtype:
+        x = xp.astype(x, work_dtype)
     z = xp.exp(-xp.abs(x))  # in (0, 1]
-    out = xp.where(x >= 0, 1 / (1 + z), z / (1 + z))
-    return xp.astype(out, out_dtype, copy=False)
+    d = 1 + z
+    out = xp.where(x >= 0, 1 / d, z / d)
+    return out if out.dtype == out_dtype else xp.astype(out, out_dtype)

@@ -45,22 +45,22 @@ def _in_base(x: Array, scale: float | None) -> Array:
 
 def _xlogy(x: Array, y: Array, xp: Namespace) -> Array:
     r"""$x \log y$ with $0 \log y = 0$ (any $y \ge 0$) and $x \log 0 = -\infty$ for $x > 0$."""
-    one = scalar(1.0, y, xp=xp)
-    zero = scalar(0.0, y, xp=xp)
+    one = 1.0
+    zero = 0.0
     y_positive = y > 0
     log_y = xp.log(xp.where(y_positive, y, one))  # never log 0
-    term = xp.where(y_positive, x * log_y, scalar(-math.inf, y, xp=xp))
+    term = xp.where(y_positive, x * log_y, -math.inf)
     return xp.where(x > 0, term, zero)
 
 
 def _rel_entr(p: Array, q: Array, xp: Namespace) -> Array:
     r"""$p \log(p / q)$: 0 where $p = 0$, $+\infty$ where $q = 0 < p$."""
-    one = scalar(1.0, p, xp=xp)
+    one = 1.0
     p_positive, q_positive = p > 0, q > 0
     # log p - log q, not log(p / q): the ratio overflows for tiny q (1 / 1e-45 in float32).
     log_ratio = xp.log(xp.where(p_positive, p, one)) - xp.log(xp.where(q_positive, q, one))
-    term = xp.where(q_positive, p * log_ratio, scalar(math.inf, p, xp=xp))
-    return xp.where(p_positive, term, scalar(0.0, p, xp=xp))
+    term = xp.where(q_positive, p * log_ratio, math.inf)
+    return xp.where(p_positive, term, 0.0)
 
 
 def entropy(
@@ -281,16 +281,16 @@ def mutual_information(
         raise ValueError(
             f"`joint` must have at least 2 dimensions (..., X, Y), got shape {tuple(joint.shape)}"
         )
-    zero = scalar(0.0, joint, xp=xp)
+    zero = 0.0
     total = xp.sum(joint, axis=(-2, -1), keepdims=True)  # (..., 1, 1)
     positive = total > 0
-    p_xy = xp.where(positive, joint / xp.where(positive, total, scalar(1.0, total, xp=xp)), zero)
+    p_xy = xp.where(positive, joint / xp.where(positive, total, 1.0), zero)
     p_x = xp.sum(p_xy, axis=-1, keepdims=True)  # (..., X, 1)
     p_y = xp.sum(p_xy, axis=-2, keepdims=True)  # (..., 1, Y)
     # log p(x, y) - log p(x) - log p(y): the product p(x) p(y) is never formed, as it
     # underflows to 0 for tiny marginals (1e-30 * 1e-30 in float32) and would turn a
     # finite term into +inf. p(x, y) > 0 implies p(x) > 0 and p(y) > 0.
-    one = scalar(1.0, p_xy, xp=xp)
+    one = 1.0
     support = p_xy > 0
     log_ratio = (
         xp.log(xp.where(support, p_xy, one))
@@ -371,7 +371,7 @@ def information_gain(
     n_k = xp.sum(children, axis=-1)  # (..., K)
     h_parent = _entropy_of_counts(parent, n, xp)  # (...)
     h_children = _entropy_of_counts(children, n_k, xp)  # (..., K)
-    n_safe = xp.where(n > 0, n, scalar(1.0, n, xp=xp))
+    n_safe = xp.where(n > 0, n, 1.0)
     weights = n_k / n_safe[..., None]  # (..., K)
     gain = h_parent - xp.sum(weights * h_children, axis=-1)  # (...)
     return _cast(xp, _in_base(gain, scale), out_dtype)
@@ -380,6 +380,6 @@ def information_gain(
 def _entropy_of_counts(counts: Array, total: Array, xp: Namespace) -> Array:
     """Entropy (nats) of ``counts / total`` along the last axis; 0 where ``total == 0``."""
     positive = total > 0
-    safe = xp.where(positive, total, scalar(1.0, total, xp=xp))
+    safe = xp.where(positive, total, 1.0)
     p = counts / safe[..., None]  # (..., C), all 0 where total == 0
     return 0.0 - xp.sum(_xlogy(p, p, xp), axis=-1)

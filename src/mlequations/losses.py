@@ -39,6 +39,11 @@ def _check_reduction(reduction: str) -> None:
         raise ValueError(f"`reduction` must be one of 'none', 'mean', 'sum'; got {reduction!r}")
 
 
+def _astype(x: Array, dtype: object, xp: Namespace) -> Array:
+    """`x` in `dtype`, without a call when it already is (most calls: issue 19)."""
+    return x if x.dtype == dtype else xp.astype(x, dtype)
+
+
 def _total(x: Array, xp: Namespace) -> Array:
     """The sum of every entry as a 0-d array (NumPy's own reductions return a scalar)."""
     return xp.reshape(xp.sum(x, keepdims=True), ())
@@ -82,7 +87,7 @@ def _log_sigmoid(x: Array, xp: Namespace) -> Array:
     half of the inputs (the "double where"), so neither overflows nor leaks a
     NaN into the gradient, and the gradient at 0 is exactly $1/2$.
     """
-    zero = scalar(0.0, x, xp=xp)
+    zero = 0.0
     negative = x < 0
     below = xp.where(negative, x, zero)  # ≤ 0
     above = xp.where(negative, zero, x)  # ≥ 0
@@ -92,15 +97,15 @@ def _log_sigmoid(x: Array, xp: Namespace) -> Array:
 def _clamped_log(p: Array, xp: Namespace) -> Array:
     """``max(log(p), -100)`` with a finite gradient at p = 0 (NaN stays NaN)."""
     floored = xp.logical_and(p >= 0, p <= _TINY)
-    safe = xp.where(floored, scalar(1.0, p, xp=xp), p)
-    return xp.where(floored, scalar(_LOG_FLOOR, p, xp=xp), xp.log(safe))
+    safe = xp.where(floored, 1.0, p)
+    return xp.where(floored, _LOG_FLOOR, xp.log(safe))
 
 
 def _clamped_log1m(p: Array, xp: Namespace) -> Array:
     """``max(log(1 - p), -100)``, by ``log1p(-p)``; only p = 1 reaches the floor."""
     floored = p == 1
-    safe = xp.where(floored, scalar(0.0, p, xp=xp), p)
-    return xp.where(floored, scalar(_LOG_FLOOR, p, xp=xp), xp.log1p(-safe))
+    safe = xp.where(floored, 0.0, p)
+    return xp.where(floored, _LOG_FLOOR, xp.log1p(-safe))
 
 
 def mse(
@@ -153,8 +158,8 @@ def mse(
     _check_reduction(reduction)
     _check_same_shape(target, input)
     out_dtype, work_dtype = float_dtypes(xp, input=input, target=target)
-    error = xp.astype(input, work_dtype, copy=False) - xp.astype(target, work_dtype, copy=False)
-    return xp.astype(_reduce(error * error, reduction, xp), out_dtype, copy=False)
+    error = _astype(input, work_dtype, xp) - _astype(target, work_dtype, xp)
+    return _astype(_reduce(error * error, reduction, xp), out_dtype, xp)
 
 
 def binary_cross_entropy(
@@ -221,12 +226,12 @@ def binary_cross_entropy(
     _check_same_shape(target, input)
     _check_broadcasts("weight", weight, input.shape)
     out_dtype, work_dtype = float_dtypes(xp, input=input, target=target, weight=weight)
-    p = xp.astype(input, work_dtype, copy=False)
-    y = xp.astype(target, work_dtype, copy=False)
+    p = _astype(input, work_dtype, xp)
+    y = _astype(target, work_dtype, xp)
     loss = -(y * _clamped_log(p, xp) + (1 - y) * _clamped_log1m(p, xp))
     if weight is not None:
-        loss = loss * xp.astype(weight, work_dtype, copy=False)
-    return xp.astype(_reduce(loss, reduction, xp), out_dtype, copy=False)
+        loss = loss * _astype(weight, work_dtype, xp)
+    return _astype(_reduce(loss, reduction, xp), out_dtype, xp)
 
 
 def binary_cross_entropy_with_logits(
@@ -295,15 +300,15 @@ def binary_cross_entropy_with_logits(
     out_dtype, work_dtype = float_dtypes(
         xp, input=input, target=target, weight=weight, pos_weight=pos_weight
     )
-    x = xp.astype(input, work_dtype, copy=False)
-    y = xp.astype(target, work_dtype, copy=False)
+    x = _astype(input, work_dtype, xp)
+    y = _astype(target, work_dtype, xp)
     log_sigmoid = _log_sigmoid(x, xp)
     if pos_weight is not None:
-        log_sigmoid = (1 + (xp.astype(pos_weight, work_dtype, copy=False) - 1) * y) * log_sigmoid
+        log_sigmoid = (1 + (_astype(pos_weight, work_dtype, xp) - 1) * y) * log_sigmoid
     loss = (1 - y) * x - log_sigmoid
     if weight is not None:
-        loss = loss * xp.astype(weight, work_dtype, copy=False)
-    return xp.astype(_reduce(loss, reduction, xp), out_dtype, copy=False)
+        loss = loss * _astype(weight, work_dtype, xp)
+    return _astype(_reduce(loss, reduction, xp), out_dtype, xp)
 
 
 def cross_entropy_loss(
@@ -443,16 +448,16 @@ def cross_entropy_loss(
 
     floating = {"target": target} if probabilities else {}
     out_dtype, work_dtype = float_dtypes(xp, logits=logits, weight=weight, **floating)
-    z = xp.moveaxis(xp.astype(logits, work_dtype, copy=False), axis, -1)  # (..., C)
+    z = _last(_astype(logits, work_dtype, xp), axis, xp)  # (..., C)
     log_p = log_softmax(z, axis=-1, xp=xp)  # (..., C)
-    w = None if weight is None else xp.astype(weight, work_dtype, copy=False)  # (C,)
+    w = None if weight is None else _astype(weight, work_dtype, xp)  # (C,)
     eps = label_smoothing
     if probabilities:
-        y = xp.moveaxis(xp.astype(target, work_dtype, copy=False), axis, -1)  # (..., C)
+        y = _last(_astype(target, work_dtype, xp), axis, xp)  # (..., C)
         loss = _soft_cross_entropy(log_p, y * (1 - eps) + eps / n_classes if eps else y, w, xp)
-        return xp.astype(_reduce(loss, reduction, xp), out_dtype, copy=False)
+        return _astype(_reduce(loss, reduction, xp), out_dtype, xp)
 
-    zero = scalar(0.0, log_p, xp=xp)
+    zero = 0.0
     classes = xp.arange(n_classes, dtype=target.dtype, device=device(target))  # (C,)
     hit = target[..., None] == classes  # (..., C), the one-hot target
     kept = None if ignore_index is None else target != ignore_index  # (...)
@@ -468,12 +473,19 @@ def cross_entropy_loss(
         parts = [(1 - eps) * loss, (eps / n_classes) * smooth]
         loss = parts[0] + parts[1]
     if reduction == "mean":
-        class_weight = xp.ones_like(log_p) if w is None else xp.broadcast_to(w, log_p.shape)
-        total = xp.sum(xp.where(hit, class_weight, zero), keepdims=True)  # Σ w_t, counted
+        if w is None:  # Σ w_t is the number of counted targets
+            total = xp.sum(_astype(hit, log_p.dtype, xp), keepdims=True)
+        else:
+            total = xp.sum(xp.where(hit, w, zero), keepdims=True)  # Σ w_t, counted
         sums = [xp.sum(part, keepdims=True) for part in parts]  # each (1, ..., 1)
         mean = xp.reshape(_divide(sums, total, xp), ())  # 0-d, also on NumPy
-        return xp.astype(mean, out_dtype, copy=False)
-    return xp.astype(_reduce(loss, reduction, xp), out_dtype, copy=False)
+        return _astype(mean, out_dtype, xp)
+    return _astype(_reduce(loss, reduction, xp), out_dtype, xp)
+
+
+def _last(x: Array, axis: int, xp: Namespace) -> Array:
+    """`x` with `axis` (non-negative) moved last; no call when it is last already."""
+    return x if axis == x.ndim - 1 else xp.moveaxis(x, axis, -1)
 
 
 def _divide(numerators: list[Array], denominator: Array, xp: Namespace) -> Array:
@@ -487,24 +499,24 @@ def _divide(numerators: list[Array], denominator: Array, xp: Namespace) -> Array
     sum is ±inf if they all have that sign, NaN otherwise (∞ − ∞, 0 · ∞, NaN).
     """
     nonzero = denominator != 0
-    safe = xp.where(nonzero, denominator, scalar(1.0, denominator, xp=xp))
+    safe = xp.where(nonzero, denominator, 1.0)
     quotient = numerators[0] / safe
     positive, negative = numerators[0] > 0, numerators[0] < 0
     for numerator in numerators[1:]:
         quotient = quotient + numerator / safe
         positive = xp.logical_and(positive, numerator > 0)
         negative = xp.logical_and(negative, numerator < 0)
-    inf, nan = scalar(math.inf, quotient, xp=xp), scalar(math.nan, quotient, xp=xp)
-    by_zero = xp.where(positive, inf, xp.where(negative, -inf, nan))
+    nan = scalar(math.nan, quotient, xp=xp)  # an array: `where` wants one of its two
+    by_zero = xp.where(positive, math.inf, xp.where(negative, -math.inf, nan))
     return xp.where(nonzero, quotient, by_zero)
 
 
 def _soft_cross_entropy(log_p: Array, y: Array, w: Array | None, xp: Namespace) -> Array:
     """``-Σ_c w_c y_c log p_c`` per sample, with ``0 · log 0 = 0`` for classes of logit -inf."""
-    zero = scalar(0.0, log_p, xp=xp)
+    zero = 0.0
     masked = log_p == -xp.inf  # a class whose logit is -inf
     terms = y * xp.where(masked, zero, log_p)  # (..., C)
-    terms = xp.where(xp.logical_and(masked, y > 0), scalar(-xp.inf, log_p, xp=xp), terms)
+    terms = xp.where(xp.logical_and(masked, y > 0), -xp.inf, terms)
     if w is not None:
         terms = terms * w
     return -xp.sum(terms, axis=-1)  # (...)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from ._xp import Array, Namespace, float_dtypes, namespace, scalar
+from ._xp import Array, Namespace, as_array, float_dtypes, namespace
 
 __all__ = [
     "bayes_rule",
@@ -56,22 +56,26 @@ def _check_axis(axis: int, ndim: int, name: str = "axis") -> int:
 def _safe_log(x: Array, xp: Namespace) -> Array:
     """``log x`` with ``log 0 = -inf``, by the double where (no warning, finite gradient)."""
     positive = x > 0
-    logs = xp.log(xp.where(positive, x, scalar(1.0, x, xp=xp)))
-    return xp.where(positive, logs, scalar(-math.inf, x, xp=xp))
+    logs = xp.log(xp.where(positive, x, 1.0))
+    return xp.where(positive, logs, -math.inf)
 
 
 def _cast(xp: Namespace, x: Array, dtype: Any) -> Array:
     """`x` in `dtype`, as an array: NumPy reductions to 0-d give scalars, made 0-d arrays here."""
-    x = xp.astype(x, dtype, copy=False)
-    # A round trip through 1-d turns a NumPy scalar into a 0-d array (a view elsewhere).
-    return xp.reshape(xp.expand_dims(x, axis=0), ()) if x.ndim == 0 else x
+    if x.dtype != dtype:
+        x = xp.astype(x, dtype)
+    return as_array(x, xp)
 
 
 def _prepare(xp: Namespace | None, **named: Array) -> tuple[Namespace, list[Array], Any]:
     """Namespace, the inputs in their compute dtype (same order), and the output dtype."""
     xp = namespace(xp=xp, **named)
     out_dtype, work_dtype = float_dtypes(xp, **named)
-    return xp, [xp.astype(a, work_dtype, copy=False) for a in named.values()], out_dtype
+    return (
+        xp,
+        [a if a.dtype == work_dtype else xp.astype(a, work_dtype) for a in named.values()],
+        out_dtype,
+    )
 
 
 def bayes_rule(
@@ -135,12 +139,12 @@ def bayes_rule(
     log_joint = _safe_log(prior, xp) + _safe_log(likelihood, xp)  # (..., H, ...)
     # A softmax of log_joint, except that zero evidence gives NaN without a 0 / 0.
     m = xp.max(log_joint, axis=axis, keepdims=True)  # (..., 1, ...); -inf if evidence is 0
-    m = xp.where(xp.isfinite(m), m, scalar(0.0, m, xp=xp))
+    m = xp.where(xp.isfinite(m), m, 0.0)
     e = xp.exp(log_joint - m)  # (..., H, ...), the largest is 1
     evidence = xp.sum(e, axis=axis, keepdims=True)  # (..., 1, ...), P(e) / exp(m)
     positive = evidence > 0
-    safe = xp.where(positive, evidence, scalar(1.0, evidence, xp=xp))
-    posterior = xp.where(positive, e / safe, scalar(math.nan, e, xp=xp))
+    safe = xp.where(positive, evidence, 1.0)
+    posterior = xp.where(positive, e / safe, math.nan)
     return _cast(xp, posterior, out_dtype)
 
 
@@ -217,8 +221,8 @@ def conditional_probability(
     xp, (joint, marginal), out_dtype = _prepare(xp, joint=joint, marginal=marginal)
     _broadcast_shape(joint=joint, marginal=marginal)
     positive = marginal > 0
-    safe = xp.where(positive, marginal, scalar(1.0, marginal, xp=xp))
-    out = xp.where(positive, joint / safe, scalar(0.0, safe, xp=xp))
+    safe = xp.where(positive, marginal, 1.0)
+    out = xp.where(positive, joint / safe, 0.0)
     return _cast(xp, out, out_dtype)
 
 
