@@ -38,17 +38,28 @@ from typing import Any
 import numpy as np
 
 from ._backends import Backend, by_id
-from ._native import native
+from ._native import native, native_equation
 
 __all__ = [
+    "COMPILE_OPS",
     "OPS",
     "RECORD_SCHEMA",
     "Case",
+    "CompileRecord",
+    "Overhead",
     "Record",
     "Timing",
     "cases",
+    "compile_case",
+    "compile_kernel",
+    "compile_run",
+    "compile_table",
+    "compiler_of",
     "kernels",
     "make_inputs",
+    "overhead",
+    "overhead_kernels",
+    "overhead_table",
     "plot",
     "run",
     "steady_allocator",
@@ -237,12 +248,13 @@ def _native_padding(case: Case) -> tuple[int, int, int, int]:
     return (int(padding),) * 4
 
 
-def kernels(case: Case, backend: Backend) -> dict[str, Callable[..., Any]]:
+def kernels(case: Case, backend: Backend, *, jit: bool = True) -> dict[str, Callable[..., Any]]:
     """The implementations to time for `case` on `backend`: ``{"portable": f, "native": g}``.
 
     matmul has only the native kernel (it is the roofline reference); a backend
     without a native kernel for the op has only the portable one. Under JAX both
-    are jitted, as users run them.
+    are jitted, as users run them (with `jit` False the portable function is left
+    for the caller to compile: :func:`compile_run`).
     """
     import mlequations as mle
 
@@ -259,7 +271,7 @@ def kernels(case: Case, backend: Backend) -> dict[str, Callable[..., Any]]:
         )
 
     if portable is not None:
-        found["portable"] = jax_jit(portable) if backend.library == "jax" else portable
+        found["portable"] = jax_jit(portable) if jit and backend.library == "jax" else portable
     options = dict(case.options)
     if case.op == "conv2d":
         options["padding"] = _native_padding(case)
@@ -467,6 +479,285 @@ def time_interleaved(
             ts.sort()
             out[name] = Timing(best=ts[0], median=ts[len(ts) // 2], runs=repeats)
     return out
+
+
+# --- per-call overhead at the registry's tiny shapes (issue 19) ----------------------------
+
+
+def overhead_kernels(
+    eq: Any, backend: Backend, dtype: str = "float32"
+) -> tuple[list[Any], dict[str, Callable[..., Any]]]:
+    """The inputs of registry entry `eq` on `backend` and ``{"portable": f, "native": g}``.
+
+    Both take the same inputs (the entry's options bound); under ``jax-jit``
+    both are jitted over their array inputs, as users run them. ``"native"`` is
+    absent where the library has no counterpart (:func:`native_equation`).
+    """
+    import functools
+
+    inputs = eq.make_inputs(np.random.default_rng(0))
+    args = [backend.asarray(a, dtype) if hasattr(a, "shape") else a for a in inputs]
+    portable: Callable[..., Any] = functools.partial(eq.func, **eq.options)
+    if backend.jit:
+        if any(not hasattr(a, "shape") for a in args):
+            raise TypeError(f"{eq.name}: non-array inputs are not timed under jax.jit")
+        portable = jax_jit(portable)
+    found = {"portable": portable}
+    baseline = native_equation(eq.name, backend, dict(eq.options))
+    if baseline is not None:
+        found["native"] = baseline
+    return args, found
+
+
+def _batched(fn: Callable[..., Any], calls: int, sync: Callable[[Any], Any]) -> Callable[..., Any]:
+    def run(*args: Any) -> Any:
+        for _ in range(calls - 1):
+            fn(*args)
+        return sync(fn(*args))
+
+    return run
+
+
+@dataclass(frozen=True)
+class Overhead:
+    """One registry entry's time per call at its tiny shapes, portable and native."""
+
+    name: str
+    backend: str
+    portable: float | None
+    native: float | None = None
+    error: str | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """Portable over native time, measured interleaved in one process."""
+        if self.portable is None or self.native is None:
+            return None
+        return self.portable / self.native
+
+
+def overhead(
+    backend: Backend,
+    names: list[str] | None = None,
+    *,
+    calls: int = 50,
+    repeats: int = 15,
+    dtype: str = "float32",
+) -> list[Overhead]:
+    """Time every registry entry (or those in `names`) at its own tiny shapes.
+
+    What is measured is the fixed cost of a call: namespace and dtype
+    resolution, checks, and one dispatch per array operation. Each timed run is
+    `calls` calls in a row (so the clock's resolution does not matter), portable
+    and native alternate run by run (:func:`time_interleaved`), and the best
+    run is kept, so a busy spell of a shared machine falls on both.
+    """
+    from ._registry import equations
+
+    out = []
+    for eq in equations():
+        if names is not None and eq.name not in names:
+            continue
+        try:
+            args, impls = overhead_kernels(eq, backend, dtype)
+        except Exception as exc:  # a row, not a crash
+            out.append(Overhead(eq.name, backend.id, None, error=f"{type(exc).__name__}: {exc}"))
+            continue
+        batched = {k: _batched(f, calls, backend.sync) for k, f in impls.items()}
+        timings = time_interleaved(batched, args, backend.sync, repeats=repeats, warmup=2)
+        per_call = {k: t.best / calls for k, t in timings.items() if isinstance(t, Timing)}
+        errors = [
+            f"{k}: {type(t).__name__}: {t}" for k, t in timings.items() if isinstance(t, Exception)
+        ]
+        out.append(
+            Overhead(
+                eq.name,
+                backend.id,
+                per_call.get("portable"),
+                per_call.get("native"),
+                "; ".join(errors) or None,
+            )
+        )
+    return out
+
+
+def overhead_table(rows: list[Overhead]) -> str:
+    """The overhead rows as a fixed-width table: µs per call and the ratio."""
+    header = f"{'equation':<58} {'backend':<10} {'portable us':>11} {'native us':>10} {'ratio':>7}"
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        if r.portable is None:
+            lines.append(f"{r.name:<58} {r.backend:<10} failed: {(r.error or '')[:60]}")
+            continue
+        native = "-" if r.native is None else f"{r.native * 1e6:.1f}"
+        ratio = "-" if r.ratio is None else f"{r.ratio:.2f}"
+        lines.append(
+            f"{r.name:<58} {r.backend:<10} {r.portable * 1e6:>11.1f} {native:>10} {ratio:>7}"
+        )
+    return "\n".join(lines)
+
+
+# --- compiled: torch.compile and jax.jit, compile time and run time (issue 19) ----------
+
+COMPILE_OPS = ("attention", "conv2d")
+
+
+@dataclass
+class CompileRecord:
+    """One implementation of one case compiled on one backend: compile and run times.
+
+    `compile_seconds` is the first call of a freshly compiled function (tracing,
+    code generation and one run); `seconds` the best compiled run after it;
+    `eager_seconds` the best uncompiled run (torch only: JAX users always jit).
+    The ratios are portable over native, measured in the same process.
+    """
+
+    backend: str
+    op: str
+    case: str
+    impl: str
+    compiler: str
+    compile_seconds: float | None = None
+    seconds: float | None = None
+    eager_seconds: float | None = None
+    compile_ratio: float | None = None
+    ratio: float | None = None
+    error: str | None = None
+
+
+def compiler_of(backend: Backend, torch_backend: str = "inductor") -> str | None:
+    """How `backend`'s users compile: ``torch.compile(backend=...)``, ``jax.jit``, or None."""
+    if backend.library == "torch":
+        return f"torch.compile[{torch_backend}]"
+    if backend.library == "jax":
+        return "jax.jit"
+    return None
+
+
+def compile_kernel(
+    fn: Callable[..., Any], backend: Backend, torch_backend: str = "inductor"
+) -> Callable[..., Any]:
+    """`fn` compiled as `backend`'s users compile: cold `torch.compile`, or `jax.jit`."""
+    if backend.library == "torch":
+        import torch
+
+        torch._dynamo.reset()  # a cold compile: nothing reused from an earlier case
+        compiled: Callable[..., Any] = torch.compile(fn, backend=torch_backend)
+        return compiled
+    return jax_jit(fn)
+
+
+def compile_case(
+    case: Case,
+    backend: Backend,
+    *,
+    dtype: str = "float32",
+    repeats: int = 5,
+    torch_backend: str = "inductor",
+) -> list[CompileRecord]:
+    """Compile the portable function and the native kernel of `case` the same way; time both.
+
+    torch: ``torch.compile`` with `torch_backend` (the default, inductor, is what
+    users get; ``"eager"`` only traces, for a quick check), forward cases under
+    ``no_grad``; JAX: ``jax.jit``. Each implementation is compiled cold (dynamo
+    reset), its first call timed as the compile time, then its runs timed.
+    """
+    import contextlib
+
+    compiler = compiler_of(backend, torch_backend)
+    if compiler is None:
+        return [
+            CompileRecord(backend.id, case.op, case.label, "portable", "-", error="no compiler")
+        ]
+    grad_off: Any = contextlib.nullcontext()
+    if backend.library == "torch":
+        import torch
+
+        grad_off = torch.no_grad()
+    out: list[CompileRecord] = []
+    with grad_off:
+        args = make_inputs(case, backend, dtype)
+        for impl, fn in kernels(case, backend, jit=False).items():
+            record = CompileRecord(backend.id, case.op, case.label, impl, compiler)
+            try:
+                compiled = compile_kernel(fn, backend, torch_backend)
+                start = time.perf_counter()
+                backend.sync(compiled(*args))
+                record.compile_seconds = time.perf_counter() - start
+                record.seconds = time_call(
+                    compiled, args, backend.sync, repeats=repeats, warmup=1
+                ).best
+                if backend.library == "torch":
+                    record.eager_seconds = time_call(
+                        fn, args, backend.sync, repeats=repeats, warmup=1
+                    ).best
+            except Exception as exc:  # a row, not a crash
+                record.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            out.append(record)
+    twin = {r.impl: r for r in out}
+    portable, baseline = twin.get("portable"), twin.get("native")
+    if portable is not None and baseline is not None:
+        if portable.compile_seconds and baseline.compile_seconds:
+            portable.compile_ratio = portable.compile_seconds / baseline.compile_seconds
+        if portable.seconds and baseline.seconds:
+            portable.ratio = portable.seconds / baseline.seconds
+    return out
+
+
+def compile_run(
+    backends: list[Backend],
+    ops: list[str],
+    *,
+    quick: bool = False,
+    dtype: str = "float32",
+    repeats: int = 5,
+    labels: list[str] | None = None,
+    torch_backend: str = "inductor",
+    progress: Callable[[int, int, str], None] | None = None,
+) -> list[CompileRecord]:
+    """:func:`compile_case` for every case of `ops` (attention, conv2d) on every backend."""
+    plan = [
+        (b, c)
+        for b in backends
+        for op in ops
+        if op in COMPILE_OPS
+        for c in cases(op, quick=quick)
+        if labels is None or c.label in labels
+    ]
+    out: list[CompileRecord] = []
+    for done, (backend, case) in enumerate(plan):
+        if progress is not None:
+            progress(done, len(plan), f"{backend.id} {case.op} {case.label}")
+        out += compile_case(
+            case, backend, dtype=dtype, repeats=repeats, torch_backend=torch_backend
+        )
+    if progress is not None:
+        progress(len(plan), len(plan), "done")
+    return out
+
+
+def compile_table(records: list[CompileRecord]) -> str:
+    """The compiled timings side by side: compile s, compiled and eager ms, portable/native."""
+
+    def cell(value: float | None, scale: float, spec: str) -> str:
+        return "-" if value is None else format(value * scale, spec)
+
+    header = (
+        f"{'op':<10} {'case':<24} {'backend':<10} {'compiler':<22} {'impl':<9} "
+        f"{'compile s':>9} {'run ms':>9} {'eager ms':>9} {'compile p/n':>11} {'run p/n':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in records:
+        start = f"{r.op:<10} {r.case:<24} {r.backend:<10} {r.compiler:<22} {r.impl:<9}"
+        if r.error:
+            lines.append(f"{start} failed: {r.error[:80]}")
+            continue
+        lines.append(
+            f"{start} {cell(r.compile_seconds, 1, '.2f'):>9} {cell(r.seconds, 1e3, '.3f'):>9} "
+            f"{cell(r.eager_seconds, 1e3, '.3f'):>9} {cell(r.compile_ratio, 1, '.2f'):>11} "
+            f"{cell(r.ratio, 1, '.2f'):>8}"
+        )
+    return "\n".join(lines)
 
 
 @dataclass

@@ -10,13 +10,14 @@ guide's plain formula and the best plain-NumPy im2col.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
 
 from ._backends import Backend
 
-__all__ = ["native"]
+__all__ = ["native", "native_equation"]
 
 Kernel = Callable[..., Any]
 
@@ -163,3 +164,158 @@ def _cupy(op: str, **_: Any) -> Kernel | None:
         matmul: Kernel = cupy.matmul  # cupy is untyped (Any) where it is not installed
         return matmul
     return None
+
+
+# --- small-shape overhead: the native call of each registry equation ----------------------
+
+
+def native_equation(name: str, backend: Backend, options: dict[str, Any]) -> Kernel | None:
+    """The backend's own call for the registry equation `name`, or None where it has none.
+
+    The registry calls the portable function as ``f(*inputs, **options)``; the
+    kernel returned here takes the same `inputs` (the `options` bound), so the
+    two can be timed on the same arrays (the per-call overhead group, issue 19).
+    The natives are the library's one call where it has one (``torch.softmax``,
+    ``F.cross_entropy``, ``scipy.special.softmax``); for the information
+    functions, the one-line formula with the library's ``xlogy`` or
+    ``rel_entr``; under ``jax-jit`` the same, jitted.
+    """
+    table = {"numpy": _numpy_equations, "torch": _torch_equations, "jax": _jax_equations}
+    make = table.get(backend.library)
+    kernel = None if make is None else make().get(name)
+    if kernel is None:
+        return None
+    bound = functools.partial(kernel, **options)
+    if backend.library == "jax":
+        import jax
+
+        return jax.jit(bound)
+    return bound
+
+
+def _in_base(h: Any, base: float | None) -> Any:
+    return h if base is None else h / math.log(base)
+
+
+def _numpy_equations() -> dict[str, Kernel]:
+    import numpy as np
+    import scipy.special as sc
+
+    def linear(x: Any, w: Any, b: Any = None) -> Any:
+        y = x @ w.T
+        return y if b is None else y + b
+
+    def mse(a: Any, b: Any, *, reduction: str = "mean") -> Any:
+        e = (a - b) ** 2
+        return e if reduction == "none" else e.mean()
+
+    return {
+        "softmax": lambda x, axis=-1: sc.softmax(x, axis=axis),
+        "softmax(axis=0)": lambda x, axis=-1: sc.softmax(x, axis=axis),
+        "log_softmax": lambda x, axis=-1: sc.log_softmax(x, axis=axis),
+        "logsumexp": lambda x, axis=None: sc.logsumexp(x, axis=axis),
+        "sigmoid": sc.expit,
+        "erf": sc.erf,
+        "normal_cdf": sc.ndtr,
+        "entropy": lambda p, axis=-1, base=None: _in_base(sc.entr(p).sum(axis), base),
+        "entropy(base=2, axis=1)": lambda p, axis=-1, base=None: _in_base(
+            sc.entr(p).sum(axis), base
+        ),
+        "kl_divergence": lambda p, q, axis=-1: sc.rel_entr(p, q).sum(axis),
+        "cross_entropy": lambda p, q, axis=-1: -sc.xlogy(p, q).sum(axis),
+        "mse": mse,
+        "mse(reduction='none')": mse,
+        "linear": linear,
+        "linear(bias=None)": linear,
+        "eigh": np.linalg.eigh,
+        "eig": np.linalg.eig,
+        "svd": lambda a: np.linalg.svd(a, full_matrices=False),
+        "svd(full_matrices=True)": lambda a, full_matrices=True: np.linalg.svd(a, full_matrices),
+    }
+
+
+def _torch_equations() -> dict[str, Kernel]:
+    import torch
+    import torch.nn.functional as F
+
+    xlogy = torch.special.xlogy
+
+    def mse(a: Any, b: Any, *, reduction: str = "mean") -> Any:
+        return F.mse_loss(a, b, reduction=reduction)
+
+    def cross_entropy_loss(z: Any, t: Any, weight: Any = None, *, axis: int = -1, **o: Any) -> Any:
+        if z.ndim > 1 and axis % z.ndim != 1:
+            z = torch.movedim(z, axis, 1)
+        return F.cross_entropy(z, t, weight=weight, **o)
+
+    def attention(q: Any, k: Any, v: Any, **o: Any) -> Any:
+        return F.scaled_dot_product_attention(q, k, v, **o)
+
+    def conv2d(x: Any, w: Any, b: Any = None, *, padding: Any = 0, **o: Any) -> Any:
+        if isinstance(padding, tuple) and isinstance(padding[0], tuple):
+            (top, bottom), (left, right) = padding
+            x, padding = F.pad(x, (left, right, top, bottom)), 0
+        return F.conv2d(x, w, b, padding=padding, **o)
+
+    return {
+        "softmax": lambda x, axis=-1: torch.softmax(x, axis),
+        "softmax(axis=0)": lambda x, axis=-1: torch.softmax(x, axis),
+        "log_softmax": lambda x, axis=-1: torch.log_softmax(x, axis),
+        "logsumexp": lambda x, axis=-1: torch.logsumexp(x, axis),
+        "sigmoid": torch.sigmoid,
+        "erf": torch.special.erf,
+        "normal_cdf": torch.special.ndtr,
+        "entropy": lambda p, axis=-1, base=None: _in_base(-xlogy(p, p).sum(axis), base),
+        "entropy(base=2, axis=1)": lambda p, axis=-1, base=None: _in_base(
+            -xlogy(p, p).sum(axis), base
+        ),
+        # torch has no rel_entr, and F.kl_div(q.log(), p) is NaN where p = q = 0.
+        "kl_divergence": lambda p, q, axis=-1: (xlogy(p, p) - xlogy(p, q)).sum(axis),
+        "cross_entropy": lambda p, q, axis=-1: -xlogy(p, q).sum(axis),
+        "mse": mse,
+        "mse(reduction='none')": mse,
+        "binary_cross_entropy(weight)": lambda p, y, w, reduction="mean": F.binary_cross_entropy(
+            p, y, weight=w.expand_as(p), reduction=reduction
+        ),
+        "binary_cross_entropy_with_logits(weight, pos_weight)": lambda x, y, w, q, **o: (
+            F.binary_cross_entropy_with_logits(x, y, weight=w, pos_weight=q, **o)
+        ),
+        "cross_entropy_loss": cross_entropy_loss,
+        "cross_entropy_loss(axis=1, reduction='none')": cross_entropy_loss,
+        "attention": attention,
+        "attention(enable_gqa, is_causal)": attention,
+        "linear": F.linear,
+        "linear(bias=None)": F.linear,
+        "conv2d": conv2d,
+        "conv2d(depthwise)": conv2d,
+        "eigh": torch.linalg.eigh,
+        "eig": torch.linalg.eig,
+        "svd": lambda a: torch.linalg.svd(a, full_matrices=False),
+        "svd(full_matrices=True)": lambda a, full_matrices=True: torch.linalg.svd(a),
+    }
+
+
+def _jax_equations() -> dict[str, Kernel]:
+    import jax
+    import jax.numpy as jnp
+    import jax.scipy.special as sc
+
+    return {
+        "softmax": lambda x, axis=-1: jax.nn.softmax(x, axis=axis),
+        "softmax(axis=0)": lambda x, axis=-1: jax.nn.softmax(x, axis=axis),
+        "log_softmax": lambda x, axis=-1: jax.nn.log_softmax(x, axis=axis),
+        "logsumexp": lambda x, axis=None: jax.nn.logsumexp(x, axis=axis),
+        "sigmoid": jax.nn.sigmoid,
+        "erf": sc.erf,
+        "normal_cdf": sc.ndtr,
+        "entropy": lambda p, axis=-1, base=None: _in_base(sc.entr(p).sum(axis), base),
+        "entropy(base=2, axis=1)": lambda p, axis=-1, base=None: _in_base(
+            sc.entr(p).sum(axis), base
+        ),
+        "kl_divergence": lambda p, q, axis=-1: sc.rel_entr(p, q).sum(axis),
+        "cross_entropy": lambda p, q, axis=-1: -sc.xlogy(p, q).sum(axis),
+        "linear": lambda x, w, b: x @ w.T + b,
+        "linear(bias=None)": lambda x, w: x @ w.T,
+        "eigh": jnp.linalg.eigh,
+        "svd": lambda a: jnp.linalg.svd(a, full_matrices=False),
+    }
