@@ -225,3 +225,53 @@ class TestTrainingRows:
         rss = _bench.peak_memory(forward, by_id("numpy"), "portable")
         assert rss is not None
         assert 0 <= rss < 64
+
+
+class TestOverhead:
+    """The per-call overhead group: natives that compute the same thing, and its table."""
+
+    # JAX's natives are jax.nn's and jax.scipy's own functions; compiling some twenty
+    # of them took 11 s here, too long for the suite's budget.
+    @pytest.mark.parametrize("backend_id", ["numpy", "torch-cpu"])
+    def test_every_native_counterpart_computes_the_portable_result(self, backend_id):
+        # A native call that computes something else would make the ratio meaningless.
+        from mlequations._registry import equations
+
+        backend = by_id(backend_id)
+        if backend.skip_reason():
+            pytest.skip(backend.skip_reason())
+        compared = []
+        for eq in equations():
+            if backend.jit and not eq.jit:
+                continue
+            try:
+                args, impls = _bench.overhead_kernels(eq, backend, "float64")
+            except TypeError:  # non-array inputs under jax.jit
+                continue
+            if "native" not in impls:
+                continue
+            ours, theirs = (backend.to_numpy(impls[k](*args)) for k in ("portable", "native"))
+            if eq.compare is not None:  # eigenvectors: defined up to sign
+                ours, theirs = eq.compare(ours), eq.compare(theirs)
+            for a, b in zip(_leaves(ours), _leaves(theirs), strict=True):
+                np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9, err_msg=eq.name)
+            compared.append(eq.name)
+        assert {"softmax", "log_softmax", "logsumexp", "sigmoid"} <= set(compared)
+        assert {"entropy", "kl_divergence", "cross_entropy", "linear"} <= set(compared)
+        if backend.library == "torch":
+            assert {"cross_entropy_loss", "mse", "attention", "conv2d"} <= set(compared)
+
+    def test_rows_time_both_and_give_the_ratio(self):
+        rows = _bench.overhead(by_id("numpy"), ["softmax", "pca"], calls=2, repeats=2)
+        softmax, pca = rows
+        assert softmax.portable > 0
+        assert softmax.native > 0
+        assert softmax.ratio == pytest.approx(softmax.portable / softmax.native)
+        assert (pca.native, pca.ratio) == (None, None)  # no native counterpart
+        table = _bench.overhead_table(rows)
+        assert "softmax" in table
+        assert f"{softmax.ratio:.2f}" in table
+
+
+def _leaves(x):
+    return [leaf for item in x for leaf in _leaves(item)] if isinstance(x, tuple | list) else [x]

@@ -293,3 +293,45 @@ def test_benchmark_suite_runs_once_at_quick_sizes():
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout
+
+
+def test_bench_compile_shows_compile_and_run_times_side_by_side(tmp_path, capsys):
+    # A tiny case, and torch's "eager" compile backend (dynamo traces, inductor
+    # generates no code), so that it takes seconds; the benchmarks use inductor.
+    backend_ids = [b.id for b in CPU_BENCH if b.library in ("torch", "jax") and not b.skip_reason()]
+    if not backend_ids:
+        pytest.skip("neither torch nor jax is installed")
+    args = ["bench", "--compile", "--quick", "--op", "conv2d", "--size", "resnet 3x3"]
+    args += ["--compile-backend", "eager", "--repeats", "1", "--no-progress"]
+    args += ["--json", str(tmp_path / "c.json"), "--backend", "numpy"]
+    for backend_id in backend_ids:
+        args += ["--backend", backend_id]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert "skipped numpy: no compiler" in captured.err
+    header = captured.out.splitlines()[0]
+    for column in ("compile s", "run ms", "eager ms", "compile p/n", "run p/n"):
+        assert column in header
+    rows = json.loads((tmp_path / "c.json").read_text())["compiled"]
+    assert {(r["backend"], r["impl"]) for r in rows} == {
+        (b, impl) for b in backend_ids for impl in ("portable", "native")
+    }
+    for r in rows:
+        assert r["error"] is None, r
+        assert r["compile_seconds"] > 0
+        assert r["seconds"] > 0
+        assert r["compiler"] == ("jax.jit" if r["backend"] == "jax-jit" else "torch.compile[eager]")
+        assert (r["eager_seconds"] is not None) == (r["backend"] == "torch-cpu")
+        if r["impl"] == "portable":
+            assert r["compile_ratio"] == pytest.approx(
+                r["compile_seconds"] / _twin(rows, r)["compile_seconds"]
+            )
+            assert r["ratio"] == pytest.approx(r["seconds"] / _twin(rows, r)["seconds"])
+        line = next(
+            ln for ln in captured.out.splitlines() if r["backend"] in ln and r["impl"] in ln
+        )
+        assert f"{r['compile_seconds']:.2f}" in line
+
+
+def _twin(rows, row):
+    return next(r for r in rows if r["backend"] == row["backend"] and r["impl"] == "native")

@@ -297,3 +297,66 @@ def bench_attention_training_floor(benchmark, bench_backend, shape):
         dtype="float32",
         threads=_threads(bench_backend),
     )
+
+
+# --- compiled: torch.compile and jax.jit (issue 19) ----------------------------------
+# The issue's shapes; the quick run takes the first quick case with torch's "eager"
+# backend (dynamo traces, inductor generates no code), so that it stays seconds long.
+COMPILED_CASES = [
+    c
+    for c in _bench.cases("attention", quick=QUICK)
+    if QUICK or c.shapes[0] in ((1, 8, 4096, 64), (4, 8, 1024, 64))
+][: 1 if QUICK else None]
+TORCH_BACKEND = os.environ.get("MLEQUATIONS_BENCH_TORCH_BACKEND", "eager" if QUICK else "inductor")
+
+
+@pytest.mark.parametrize("case", COMPILED_CASES, ids=[c.id for c in COMPILED_CASES])
+@pytest.mark.parametrize("impl", ["portable", "native"])
+def bench_attention_compiled(benchmark, bench_backend, case, impl):
+    """Compile time of the first call (``extra_info["compile_s"]``) and run time after.
+
+    The portable function and the native kernel (SDPA, ``jax.nn``) compiled the
+    same way: ``torch.compile`` (default backend, cold: dynamo reset) on torch,
+    ``jax.jit`` on JAX; forward only, under ``no_grad`` on torch.
+    """
+    compile_and_measure(benchmark, bench_backend, case, impl, "attention-compiled")
+
+
+def compile_and_measure(benchmark, backend, case, impl, name):
+    """Shared by the compiled groups of attention and conv2d (bench_convolution)."""
+    import contextlib
+    import time
+
+    compiler = _bench.compiler_of(backend, TORCH_BACKEND)
+    if compiler is None:
+        pytest.skip(f"{backend.id} has no compiler (torch.compile or jax.jit)")
+    fn = _bench.kernels(case, backend, jit=False).get(impl)
+    if fn is None:
+        pytest.skip(f"no native {case.op} kernel on {backend.library}")
+    no_grad = contextlib.nullcontext()
+    if backend.library == "torch":
+        import torch
+
+        no_grad = torch.no_grad()
+    with no_grad:
+        args = _bench.make_inputs(case, backend)
+        compiled = _bench.compile_kernel(fn, backend, TORCH_BACKEND)
+        start = time.perf_counter()
+        backend.sync(compiled(*args))
+        compile_s = time.perf_counter() - start
+        measure(
+            benchmark,
+            backend,
+            compiled,
+            *args,
+            group=f"{name}[{case.label}]",
+            impl=impl,
+            flops=case.flops,
+            rounds=3,
+            compiler=compiler,
+            compile_s=compile_s,
+            shapes=[list(s) for s in case.shapes],
+            dtype="float32",
+            threads=_threads(backend),
+            **case.options,
+        )

@@ -37,6 +37,7 @@ import pytest
 from mlequations import _bench
 from mlequations.convolution import _auto, conv2d
 
+from .bench_attention import compile_and_measure
 from .conftest import measure
 
 QUICK = bool(os.environ.get("MLEQUATIONS_BENCH_QUICK"))
@@ -239,3 +240,25 @@ def _threads(backend):
 
         return torch.get_num_threads()
     return os.cpu_count()
+
+
+# --- compiled: torch.compile and jax.jit (issue 19) ----------------------------------
+# The issue's cases (the ResNet stem and a ResNet 3x3 layer); the quick run takes the
+# first quick case with torch's "eager" backend (see bench_attention).
+COMPILED_CASES = [
+    c
+    for c in _bench.cases("conv2d", quick=QUICK)
+    if QUICK or c.label in ("stem 7x7 s2", "resnet 3x3")
+][: 1 if QUICK else None]
+
+
+@pytest.mark.parametrize("case", COMPILED_CASES, ids=[c.id for c in COMPILED_CASES])
+@pytest.mark.parametrize("impl", ["portable", "native"])
+def bench_conv2d_compiled(benchmark, bench_backend, case, impl):
+    """Compile time of the first call (``extra_info["compile_s"]``) and run time after.
+
+    ``method="auto"`` and the native kernel (``F.conv2d``,
+    ``conv_general_dilated``) compiled the same way: cold ``torch.compile``
+    (default backend) on torch, ``jax.jit`` on JAX; under ``no_grad`` on torch.
+    """
+    compile_and_measure(benchmark, bench_backend, case, impl, "conv2d-compiled")

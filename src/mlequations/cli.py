@@ -332,6 +332,8 @@ def _bench_run(args: argparse.Namespace) -> int:
             print("--plot needs matplotlib: pip install 'mlequations[bench]'", file=sys.stderr)
             return 2
     progress = None if args.no_progress else _progress
+    if args.compile:
+        return _bench_compile(args, backends, progress)
     records = _bench.run(
         backends,
         ops,
@@ -364,6 +366,43 @@ def _bench_run(args: argparse.Namespace) -> int:
     failed = [r for r in records if r.error]
     for r in failed:
         print(f"failed: {r.op} {r.case} on {r.backend} ({r.impl}): {r.error}", file=sys.stderr)
+    return 0
+
+
+def _bench_compile(
+    args: argparse.Namespace,
+    backends: list[Backend],
+    progress: Callable[[int, int, str], None] | None,
+) -> int:
+    """``bench --compile``: compile time and compiled run time, portable beside native."""
+    compiled = [b for b in backends if _bench.compiler_of(b) is not None]
+    for b in backends:
+        if b not in compiled:
+            print(f"skipped {b.id}: no compiler (torch.compile or jax.jit)", file=sys.stderr)
+    ops = [op for op in (args.op or list(_bench.COMPILE_OPS)) if op in _bench.COMPILE_OPS]
+    records = _bench.compile_run(
+        compiled,
+        ops,
+        quick=args.quick,
+        dtype=args.dtype,
+        repeats=args.repeats,
+        labels=args.size,
+        torch_backend=args.compile_backend,
+        progress=progress,
+    )
+    print(_bench.compile_table(records))
+    print(
+        "compile s: the first call of a freshly compiled function; run ms: the best compiled "
+        "run after it; eager ms: the best uncompiled run (torch); p/n: portable / native, "
+        f"timed in this process on {_cpu_model()}"
+    )
+    if args.json:
+        meta = {"cpu": _cpu_model(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
+        rows = [dataclasses.asdict(r) for r in records]
+        Path(args.json).write_text(json.dumps({"meta": meta, "compiled": rows}, indent=1))
+    for r in records:
+        if r.error:
+            print(f"failed: {r.op} {r.case} on {r.backend} ({r.impl}): {r.error}", file=sys.stderr)
     return 0
 
 
@@ -491,6 +530,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench.add_argument("--json", metavar="PATH", help="write the records as JSON")
     bench.add_argument("--plot", metavar="PATH", help="write a PNG: time vs size, and ratios")
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
+    bench.add_argument(
+        "--compile",
+        action="store_true",
+        help="time attention and conv2d compiled (torch.compile, jax.jit): compile time of "
+        "the first call and run time after, portable beside the native kernel compiled "
+        "the same way",
+    )
+    bench.add_argument(
+        "--compile-backend",
+        default="inductor",
+        metavar="NAME",
+        help="torch.compile backend for --compile (default: inductor, what users get; "
+        "'eager' traces without generating code, for a quick check)",
+    )
     bench.set_defaults(run=_bench_run)
     tune = sub.add_parser(
         "tune",
