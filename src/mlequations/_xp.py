@@ -428,7 +428,8 @@ def cholesky(a: Array, xp: Namespace) -> Array:
     to the *upper* one, array-api-compat's wrapper passes that through, and Dask
     also insists on square chunks: both gaps are closed here, lazily.
     """
-    if array_api_compat.is_dask_namespace(xp):
+    # By name: array-api-compat's is_dask_namespace is cached, which dynamo warns about.
+    if getattr(xp, "__name__", None) in ("dask.array", "array_api_compat.dask.array"):
         import dask.array as da
 
         return da.linalg.cholesky(a.rechunk(a.shape[-1]), lower=True)  # type: ignore[no-untyped-call]
