@@ -498,6 +498,11 @@ def _posterior(
         )
     jitter = 10 * xp.finfo(k_train.dtype).eps * xp.mean(xp.linalg.diagonal(k_train))
     eye = xp.eye(n, dtype=k_train.dtype, device=device(k_train))
+    if isinstance(sigma2, int | float):
+        # An array, not the Python number: array-api-compat turns a scalar operand of
+        # torch's maximum into a tensor through torch.result_type, which returns a
+        # dtype, and torch.compile(fullgraph=True) stops at that (issue 19).
+        sigma2 = scalar(sigma2, jitter, xp=xp)
     L = cholesky(k_train + xp.maximum(sigma2, jitter) * eye, xp)  # (N, N), lower
     rhs = xp.concat([k_cross, xp.reshape(y, (n, 1))], axis=1)  # (N, M + 1)
     solved = _triangular_solve(L, rhs, xp)  # (N, M + 1)
@@ -681,7 +686,11 @@ def bayesian_optimization(
     return one real number — anything ``float()`` reads: a Python number, a
     NumPy scalar, or a one-element array of any library on any device (one of
     the run's library and device stays there; others are read with
-    ``float()``). It is not meant to be traced by ``jax.jit``.
+    ``float()``). Every round has the shapes of the last, so when the
+    objective returns an array of the run's library the whole loop traces —
+    ``torch.compile(fullgraph=True)`` and ``jax.jit`` — unrolled into
+    `n_iter` rounds (compile time grows with them); an objective read with
+    ``float()`` (a simulator, a training run) keeps it eager.
 
     Args:
         objective: The function $f$ to optimise, called as ``objective(x)``.

@@ -20,6 +20,7 @@ noise is always an argument: nothing here draws random numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from ._xp import (
@@ -186,8 +187,11 @@ def alpha_bar(betas: Array, /, *, xp: Namespace | None = None) -> Array:
 
     $\bar\alpha_t$ decreases from $1 - \beta_0$ towards 0; $\sqrt{\bar\alpha_t}$
     scales the signal and $\sqrt{1 - \bar\alpha_t}$ the noise in $x_t$. The
-    product is the standard's ``cumulative_prod`` (array API 2024.12); a namespace
-    without it gets $\exp \sum \log(1 - \beta_s)$, equal up to rounding.
+    product is a prefix scan ($\lceil \log_2 T \rceil$ elementwise products of
+    shifted copies), exact up to rounding, in the standard's elementwise
+    functions: array-api-compat's ``cumulative_prod`` looks the namespace up
+    again through a cached function, which ``torch.compile`` warns about on
+    every traced call (issue 19).
 
     Args:
         betas: The schedule, shape `(..., T)`, real floating dtype (integers are
@@ -210,11 +214,29 @@ def alpha_bar(betas: Array, /, *, xp: Namespace | None = None) -> Array:
             f"`betas` must have at least one axis (..., T), got shape {tuple(betas.shape)}"
         )
     alphas = 1 - xp.astype(betas, work_dtype, copy=False)  # (..., T)
-    if hasattr(xp, "cumulative_prod"):
-        out = xp.cumulative_prod(alphas, axis=-1)
-    else:
-        out = xp.exp(xp.cumulative_sum(xp.log(alphas), axis=-1))
+    out = _prefix_scan(alphas, lambda a, b: a * b, 1.0, xp)  # (..., T)
     return xp.astype(out, out_dtype, copy=False)
+
+
+def _prefix_scan(
+    x: Array, combine: Callable[[Array, Array], Array], identity: float, xp: Namespace
+) -> Array:
+    """Inclusive prefix reduction of `x` along its last axis (Hillis and Steele).
+
+    Step k combines each entry with the one ``2^k`` places before it (the identity
+    before the start), so ``ceil(log2 T)`` elementwise steps give the prefix products
+    (or sums). Rounding is that of a pairwise reduction, no worse than a sequential
+    one. Written in the standard's slicing and ``concat`` rather than
+    ``cumulative_prod``/``cumulative_sum``, whose array-api-compat wrappers call the
+    cached ``array_namespace`` again, which ``torch.compile`` warns about (issue 19).
+    """
+    n = x.shape[-1]
+    shift = 1
+    while shift < n:  # a static count: ceil(log2 T) steps
+        pad = xp.full((*x.shape[:-1], shift), identity, dtype=x.dtype, device=device(x))
+        x = combine(x, xp.concat([pad, x[..., : n - shift]], axis=-1))  # (..., T)
+        shift *= 2
+    return x
 
 
 def _per_sample(value: Any, name: str, like: Array, xp: Namespace) -> Array:
@@ -450,7 +472,7 @@ def ddpm_reverse_step(
     beta = xp.astype(betas, work_dtype, copy=False)  # (T,)
     # 1 - alpha_bar by expm1 of the summed log1p, not by subtraction: 1 - (1 - 1e-30) is 0
     # in float32 (0/0 at t = 0, found by fuzzing), and 1 - (1 - 1e-4) keeps 3 digits.
-    log_ab = xp.cumulative_sum(xp.log1p(-beta))  # (T,) log alpha_bar
+    log_ab = _prefix_scan(xp.log1p(-beta), lambda a, b: a + b, 0.0, xp)  # (T,) log alpha_bar
     ab, noised = xp.exp(log_ab), -xp.expm1(log_ab)  # (T,) alpha_bar, 1 - alpha_bar
 
     t_flat = xp.reshape(t, (-1,))  # (1,) or (B,)
