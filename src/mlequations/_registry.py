@@ -8,8 +8,11 @@ what is documented cannot drift apart. Each chapter module has a sibling file
 
 An entry pairs the portable function with *independent* float64 NumPy code for
 the same math (the reference), inputs drawn from a seeded generator, and the
-capabilities the tests hold it to: traceable under ``jax.jit``, differentiable,
-lazy on Dask.
+capabilities the tests hold it to: captured whole by ``torch.compile`` and
+traceable under ``jax.jit`` (``backends_tests/test_compile.py``), differentiable,
+lazy on Dask. Where an entry cannot be compiled, it says why (`no_compile`,
+`no_jit`), the tests check that it indeed cannot, and the capability matrix
+prints the reason.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ class Equation:
         make_inputs: Draws float64 (or integer) NumPy inputs from a generator.
         reference: Plain float64 NumPy code for the same math, called like `func`.
         options: Keyword arguments for both `func` and `reference`.
-        jit: Traces under ``jax.jit``.
+        no_compile: Why ``torch.compile(fullgraph=True)`` cannot capture it in
+            one graph; empty when it can (the default, and what is tested).
+        no_jit: Why ``jax.jit`` cannot trace it; empty when it can.
         grad: Differentiable with respect to its first floating input.
         lazy: Runs lazily on Dask (no computation inside the call).
         compare: Maps an output (as float64 NumPy) to what is compared, for
@@ -57,11 +62,22 @@ class Equation:
     make_inputs: Callable[[np.random.Generator], tuple[Any, ...]]
     reference: Callable[..., Any]
     options: Mapping[str, Any] = field(default_factory=dict)
-    jit: bool = True
+    no_compile: str = ""
+    no_jit: str = ""
     grad: bool = True
     lazy: bool = True
     compare: Callable[[Any], Any] | None = None
     rtol32: float = 1e-4
+
+    @property
+    def jit(self) -> bool:
+        """Traces under ``jax.jit``."""
+        return not self.no_jit
+
+    @property
+    def compiles(self) -> bool:
+        """``torch.compile(fullgraph=True)`` captures it in one graph."""
+        return not self.no_compile
 
 
 def equations() -> list[Equation]:
@@ -118,7 +134,7 @@ def run_check(eq: Equation, backend: Backend, dtype: str, *, seed: int = 0) -> C
     lazy = eq.lazy or backend.library != "dask"
     try:
         if backend.jit and not eq.jit:
-            raise _NotApplicableError("not traceable under jax.jit (documented eager)")
+            raise _NotApplicableError(f"not traceable under jax.jit: {eq.no_jit}")
         if backend.library == "dask" and not eq.lazy:
             raise _NotApplicableError("not lazy on dask")
         actual = backend.call(eq.func, *args, lazy=lazy, **eq.options)
@@ -173,30 +189,61 @@ def _cell(flags: list[bool], yes: str, no: str) -> str:
     return yes if all(flags) else (f"{yes}, one mode {no}" if any(flags) else no)
 
 
+def _compile_note(eq: Equation) -> tuple[str, str] | None:
+    """``(label, reason)`` when `eq` cannot be compiled by torch, JAX or both, else None."""
+    torch, jax = eq.no_compile, eq.no_jit
+    if not torch and not jax:
+        return None
+    if torch and jax:
+        reason = torch if torch == jax else f"`torch.compile`: {torch}; `jax.jit`: {jax}"
+        return "eager only", reason
+    return ("`jax.jit` only", torch) if torch else ("`torch.compile` only", jax)
+
+
+def _superscript(n: int) -> str:
+    return "".join("⁰¹²³⁴⁵⁶⁷⁸⁹"[int(d)] for d in str(n))
+
+
 def capability_matrix() -> str:
     """The capability matrix as a Markdown table: public function × backend.
 
-    Generated from the registry flags, which ``backends_tests/test_registry.py``
-    verifies on every backend present, so the table cannot claim what is not tested.
+    Generated from the registry, which ``backends_tests/test_registry.py`` verifies
+    on every backend present and ``backends_tests/test_compile.py`` under
+    ``torch.compile(fullgraph=True)`` and ``jax.jit`` (including that each entry
+    marked as not compiling indeed fails to), so the table cannot claim what is
+    not tested. Each mark's reason is printed as a numbered note under the table.
     """
     functions: dict[str, list[Equation]] = {}
     for eq in equations():
         functions.setdefault(eq.name.split("(")[0], []).append(eq)
     header = (
-        "| function | NumPy | array-api-strict | torch CPU / CUDA | JAX | `jax.jit` "
-        "| CuPy | Dask | differentiable |"
+        "| function | NumPy | array-api-strict | torch CPU / CUDA | JAX "
+        "| `torch.compile`, `jax.jit` | CuPy | Dask | differentiable |"
     )
     lines = [header, "|---" * 9 + "|"]
+    notes: list[str] = []
     for name, entries in sorted(functions.items()):
         grad = all(e.grad for e in entries)
-
+        marked = [(e, note) for e in entries if (note := _compile_note(e)) is not None]
+        compiled = "✓"
+        if marked:
+            labels = []
+            for eq, (label, reason) in marked:
+                notes.append(f"`{eq.name}`: {reason}")
+                labels.append(f"{label}{_superscript(len(notes) + 2)}")
+            if len(marked) == len(entries):
+                compiled = ", ".join(labels)
+            else:
+                compiled = f"✓, {'one mode' if len(marked) == 1 else 'some modes'} " + ", ".join(
+                    labels
+                )
         cells = [
             f"`{name}`",
             "✓",
             "✓",
             "✓",
             "✓",
-            _cell([e.jit for e in entries], "✓", "eager only"),
+            compiled,
             "✓¹",
             _cell([e.lazy for e in entries], "✓ lazy", "✗²"),
             "autograd, `jax.grad`" if grad else "—",
@@ -211,4 +258,7 @@ def capability_matrix() -> str:
         "(it has only the reduced SVD), and the documented eager loops "
         "(`gradient_descent(tol=...)`, `bayesian_optimization`) compute at every step."
     )
+    for i, reason in enumerate(notes, start=3):
+        lines.append("")
+        lines.append(f"{_superscript(i)} {reason}")
     return "\n".join(lines)
