@@ -90,11 +90,19 @@ _warned: set[Path] = set()
 
 def cache_path() -> Path:
     """The cache file: ``tune.json`` in the directory the environment names."""
-    base = os.environ.get(ENV_DIR)
-    if base:
-        return Path(base) / "tune.json"
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "mlequations" / "tune.json"
+    env = (os.environ.get(ENV_DIR), os.environ.get("XDG_CACHE_HOME"), os.environ.get("HOME"))
+    path = _paths.get(env)  # every call asks: a Path built once per environment
+    if path is None:
+        if env[0]:
+            path = Path(env[0]) / "tune.json"
+        else:
+            xdg = env[1] or os.path.join(os.path.expanduser("~"), ".cache")
+            path = Path(xdg) / "mlequations" / "tune.json"
+        _paths[env] = path
+    return path
+
+
+_paths: dict[tuple[str | None, ...], Path] = {}
 
 
 def _mode() -> str:
@@ -235,18 +243,25 @@ def gpu_name(dev: Any = None) -> str | None:
     return None
 
 
-def _device_key(x: Array) -> str:
-    """``"cpu <model>, <n> cores"`` or ``"gpu <name>"``: the hardware part of a cache key."""
-    dev = device(x)
-    memo = _device_keys.get(repr(dev))
+def _where(x: Array) -> tuple[str, bool]:
+    """``("<library> <version> | <device kind and model>", on an accelerator)`` for `x`.
+
+    The hardware is ``"cpu <model>, <n> cores"`` or ``"gpu <name>"``. Memoised by
+    array type and device, so that a call pays two dictionary lookups for it.
+    """
+    memo_key = (type(x), str(getattr(x, "device", "")))
+    memo = _wheres.get(memo_key)
     if memo is None:
-        gpu = accelerator(x)
-        memo = f"gpu {gpu_name(dev)}" if gpu else f"cpu {cpu_model()}, {os.cpu_count()} cores"
-        _device_keys[repr(dev)] = memo
+        library, gpu = library_name(x), accelerator(x)
+        hardware = (
+            f"gpu {gpu_name(device(x))}" if gpu else f"cpu {cpu_model()}, {os.cpu_count()} cores"
+        )
+        memo = (f"{library} {_version(library)} | {hardware}", gpu)
+        _wheres[memo_key] = memo
     return memo
 
 
-_device_keys: dict[str, str] = {}
+_wheres: dict[tuple[type, str], tuple[str, bool]] = {}
 
 
 def machine(x: Array | None = None) -> dict[str, Any]:
@@ -275,9 +290,13 @@ def _p2(n: int) -> int:
 
 
 def _key(op: str, x: Array, dtype: Any, bucket: str) -> str:
-    library = library_name(x)
-    dtype_name = str(dtype).rsplit(".", 1)[-1]
-    return f"{op} | {library} {_version(library)} | {_device_key(x)} | {dtype_name} | {bucket}"
+    name = _dtype_names.get(dtype)
+    if name is None:
+        name = _dtype_names[dtype] = str(dtype).rsplit(".", 1)[-1]
+    return f"{op} | {_where(x)[0]} | {name} | {bucket}"
+
+
+_dtype_names: dict[Any, str] = {}
 
 
 # -- attention ------------------------------------------------------------------------
@@ -362,9 +381,10 @@ def attention_plan(
     if _timing.get() or is_traced(*arrays):
         return default
     mode = _mode()
-    if mode != "off":
+    entries = {} if mode == "off" else _entries(cache_path())
+    if entries or mode == "auto":  # no key is built while the cache is empty
         key_ = _key("attention", query, query.dtype, _attention_bucket(arrays, is_causal))
-        entry = _entries(cache_path()).get(key_)
+        entry = entries.get(key_)
         if entry is not None:
             rows, keys, per_element, looped = entry["plan"]
             return (_int(rows), _int(keys), bool(per_element), bool(looped))
@@ -372,7 +392,7 @@ def attention_plan(
             tuned = _tune_attention(arrays, is_causal, scale, enable_gqa, xp, default, 3, True)
             plan: PlanTuple = tuned.plan
             return plan
-    if accelerator(query):
+    if _where(query)[1]:  # on an accelerator
         batch = max(math.prod(x.shape[:-2]) for x in (query, key, value))
         return accelerator_attention_plan(query.shape[-2], key.shape[-2], batch, default[3])
     return default
@@ -458,14 +478,15 @@ def conv2d_method(
     if _timing.get() or is_traced(x, weight):
         return default
     mode = _mode()
-    if mode != "off":
+    entries = {} if mode == "off" else _entries(cache_path())
+    if entries or mode == "auto":
         key_ = _key("conv2d", x, x.dtype, _conv2d_bucket(x, weight, options, out))
-        entry = _entries(cache_path()).get(key_)
+        entry = entries.get(key_)
         if entry is not None:
             return str(entry["plan"])
         if mode == "auto":
             return str(_tune_conv2d(x, weight, options, out, xp, default, 3, True).plan)
-    if accelerator(x):
+    if _where(x)[1]:  # on an accelerator
         return accelerator_conv2d_method(default, weight.shape[2:], weight.shape[1] == 1)
     return default
 
