@@ -14,6 +14,8 @@ import inspect
 import numpy as np
 import pytest
 
+import mlequations as mle
+
 torch = pytest.importorskip("torch")
 nn = torch.nn
 F = torch.nn.functional
@@ -62,12 +64,22 @@ class TestTorchSDPA:
         for a, b in zip(grads, ref_grads, strict=True):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
-    def test_dropout_raises(self):
+    def test_dropout_draws_its_seed_from_torchs_generator(self):
         from mlequations.integrations.torch import scaled_dot_product_attention
 
-        q = torch.ones(1, 2, 3)
-        with pytest.raises(NotImplementedError, match="dropout_p"):
-            scaled_dot_product_attention(q, q, q, dropout_p=0.1)
+        g = torch.Generator().manual_seed(0)
+        q, k, v = (torch.randn(2, 3, 5, 4, generator=g, dtype=torch.float64) for _ in "qkv")
+        torch.manual_seed(3)
+        out = scaled_dot_product_attention(q, k, v, dropout_p=0.3, is_causal=True)
+        again = scaled_dot_product_attention(q, k, v, dropout_p=0.3, is_causal=True)
+        torch.manual_seed(3)
+        seed = torch.randint(2**31 - 1, ())
+        expected = mle.attention(q, k, v, is_causal=True, dropout_p=0.3, dropout_seed=seed)
+        torch.testing.assert_close(out, expected, rtol=0, atol=0)
+        assert not torch.equal(out, again)  # the generator moved on: a fresh mask
+        plain = scaled_dot_product_attention(q, k, v, is_causal=True)
+        # Every output is a mix of the rows of V: dropout zeroes weights, the rest are 1/(1-p)·P.
+        assert not torch.allclose(out, plain)
 
 
 class TestConv2d:
@@ -123,7 +135,7 @@ class TestConv2d:
 # --- transformers --------------------------------------------------------------------
 
 
-def _causal_lm(kind):
+def _causal_lm(kind, attention_dropout=0.0):
     transformers = pytest.importorskip("transformers")
     from mlequations.integrations.transformers import register
 
@@ -136,7 +148,7 @@ def _causal_lm(kind):
     elif kind == "gpt2":
         cfg = transformers.GPT2Config(
             vocab_size=96, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-            attn_pdrop=0.0, resid_pdrop=0.0, embd_pdrop=0.0,
+            attn_pdrop=attention_dropout, resid_pdrop=0.0, embd_pdrop=0.0,
         )  # fmt: skip
     elif kind == "gemma2":  # capped scores, c·tanh(s/c): sdpa has no cap, eager is the reference
         cfg = transformers.Gemma2Config(
@@ -148,7 +160,7 @@ def _causal_lm(kind):
         cfg = transformers.BertConfig(
             vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
             num_attention_heads=4, max_position_embeddings=64,
-            attention_probs_dropout_prob=0.0, hidden_dropout_prob=0.0,
+            attention_probs_dropout_prob=attention_dropout, hidden_dropout_prob=0.0,
         )  # fmt: skip
     torch.manual_seed(0)
     auto = (
@@ -223,17 +235,35 @@ def test_transformers_compiles_without_graph_break(kind):
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
-def test_transformers_attention_dropout_raises():
-    model = _causal_lm("gpt2")
-    model.config.attn_pdrop = 0.1
-    for block in model.transformer.h:
-        block.attn.attn_dropout.p = 0.1
+@pytest.mark.parametrize("kind", ["gpt2", "bert"])
+def test_transformers_attention_dropout_trains(kind):
+    # The configs' attention dropout only (hidden dropout 0), so only it can move the logits.
+    model = _causal_lm(kind, attention_dropout=0.25)
     model.set_attn_implementation("mlequations")
     ids, mask = _batch("right")
-    model(input_ids=ids, attention_mask=mask)  # evaluation mode: no dropout, no error
+    real = mask.bool()
+    with torch.no_grad():
+        evaluation = model(input_ids=ids, attention_mask=mask).logits[real]
     model.train()
-    with pytest.raises(NotImplementedError, match="dropout"):
-        model(input_ids=ids, attention_mask=mask)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(7)  # the seeds of the masks come from torch's generator
+        model.zero_grad()
+        logits = model(input_ids=ids, attention_mask=mask).logits[real]
+        logits.square().mean().backward()
+        grads = [p.grad.clone() for p in model.parameters() if p.grad is not None]
+        runs.append((logits.detach(), grads))
+    (logits, grads), (logits_again, grads_again) = runs
+    torch.testing.assert_close(logits, logits_again, rtol=0, atol=0)
+    for a, b in zip(grads, grads_again, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert all(bool(torch.isfinite(g).all()) for g in grads)
+    assert not torch.allclose(logits, evaluation)  # dropout acted in training...
+    model.eval()
+    with torch.no_grad():  # ...and not in evaluation
+        torch.testing.assert_close(
+            model(input_ids=ids, attention_mask=mask).logits[real], evaluation
+        )
 
 
 def test_transformers_softcap_caps_and_sinks_raise():
@@ -395,18 +425,47 @@ def test_flax_bias_causal_and_dtype():
     assert cast(q, k, v, dtype=jnp.bfloat16).dtype == jnp.bfloat16
 
 
-def test_flax_dropout_and_sow_raise():
-    pytest.importorskip("flax")
+def test_flax_dropout_takes_its_seed_from_the_key():
+    flax = pytest.importorskip("flax")
     import jax
 
     from mlequations.integrations.flax import attention_fn
 
-    q = jax.numpy.ones((1, 3, 2, 4))
-    attention_fn(q, q, q, dropout_rate=0.1, deterministic=True)  # evaluation: fine
-    with pytest.raises(NotImplementedError, match="dropout_rate"):
-        attention_fn(q, q, q, dropout_rate=0.1, dropout_rng=jax.random.key(0))
+    jnp = jax.numpy
+    q, k, v = (jax.random.normal(jax.random.key(i), (2, 5, 3, 4)) for i in range(3))
+    key = jax.random.key(11)
+    out = jax.jit(lambda q, k, v, r: attention_fn(q, k, v, dropout_rate=0.3, dropout_rng=r))(
+        q, k, v, key
+    )
+    seed = jax.random.randint(key, (), 0, 2**31 - 1)
+    swap = lambda x: jnp.swapaxes(x, -3, -2)  # noqa: E731
+    expected = mle.attention(swap(q), swap(k), swap(v), dropout_p=0.3, dropout_seed=seed)
+    np.testing.assert_allclose(out, swap(expected), rtol=1e-6, atol=1e-6)
+    plain = attention_fn(q, k, v, dropout_rate=0.3, dropout_rng=key, deterministic=True)
+    np.testing.assert_allclose(plain, attention_fn(q, k, v), rtol=1e-6)  # evaluation: none
+    assert not np.allclose(out, plain)
+    with pytest.raises(ValueError, match="dropout_rng"):
+        attention_fn(q, k, v, dropout_rate=0.1)
     with pytest.raises(NotImplementedError, match="sow_weights"):
-        attention_fn(q, q, q, module=object())
+        attention_fn(q, k, v, module=object())
+
+    # In a linen layer: the 'dropout' stream's key picks the mask, and gradients flow.
+    layer = flax.linen.MultiHeadDotProductAttention(
+        num_heads=2, qkv_features=8, dropout_rate=0.3, attention_fn=attention_fn
+    )
+    x = jax.random.normal(jax.random.key(4), (2, 6, 8))
+    params = layer.init(jax.random.key(0), x, deterministic=True)
+
+    @jax.jit
+    def loss(params, rng):
+        out = layer.apply(params, x, deterministic=False, rngs={"dropout": rng})
+        return jnp.sum(out**2)
+
+    a, b, c = (loss(params, jax.random.key(s)) for s in (1, 1, 2))
+    assert a == b
+    assert a != c
+    grads = jax.jit(jax.grad(loss))(params, jax.random.key(1))
+    assert all(bool(jnp.isfinite(g).all()) for g in jax.tree.leaves(grads))
 
 
 # --- keras ---------------------------------------------------------------------------
@@ -433,8 +492,10 @@ keras.utils.set_random_seed(0)
 native = model(keras.layers.Conv2D, keras.layers.MultiHeadAttention)
 ours = model(Conv2D, MultiHeadAttention)
 ours.set_weights(native.get_weights())
+dropout = model(Conv2D, lambda **kw: MultiHeadAttention(dropout=0.3, seed=1, **kw))
+dropout.set_weights(native.get_weights())
 losses = {}
-for name, m in (("native", native), ("ours", ours)):
+for name, m in (("native", native), ("ours", ours), ("dropout", dropout)):
     m.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse")
     history = m.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0)
     losses[name] = history.history["loss"]
@@ -462,3 +523,6 @@ def test_keras_fit_matches_native_layers(backend):
     assert len(losses["ours"]) == 3
     np.testing.assert_allclose(losses["ours"], losses["native"], rtol=1e-5)
     assert losses["ours"][-1] < losses["ours"][0]  # it trains
+    # With attention dropout in training: it trains too, on other (dropped) weights.
+    assert np.isfinite(losses["dropout"]).all()
+    assert losses["dropout"] != losses["ours"]

@@ -63,10 +63,13 @@ def attention_fn(
         bias: Added to the scaled scores, broadcastable to `(..., Hq, L, S)`.
         mask: Boolean or float 0/1 (nonzero = may attend), broadcastable to
             `(..., Hq, L, S)`.
-        broadcast_dropout: Flax's dropout option (unused without dropout).
-        dropout_rng: Flax's dropout key (unused without dropout).
-        dropout_rate: Attention dropout; only 0, or any rate when
-            `deterministic`, until `mlequations.attention` has dropout.
+        broadcast_dropout: Flax shares one dropout mask across the batch and
+            heads by default; here every (batch, head) has its own, as with
+            ``broadcast_dropout=False`` (the mask is a hash of its position,
+            never stored, so sharing it saves nothing).
+        dropout_rng: Flax's dropout key: the seed of the mask is drawn from it,
+            so the same key gives the same mask.
+        dropout_rate: Attention dropout probability, applied unless `deterministic`.
         deterministic: Flax's evaluation flag (no dropout).
         dtype: The computation and output dtype; default the promoted dtype of
             `query`, `key` and `value`.
@@ -80,13 +83,19 @@ def attention_fn(
         The output, shape `(..., L, Hq, Ev)`.
 
     Raises:
-        NotImplementedError: Dropout in training, or ``sow_weights``.
+        ValueError: Dropout in training without a `dropout_rng`.
+        NotImplementedError: ``sow_weights``.
     """
+    seed = None
     if dropout_rate > 0.0 and not deterministic:
-        raise NotImplementedError(
-            f"`dropout_rate`={dropout_rate}: attention dropout is not available in "
-            "mlequations.attention yet; use deterministic=True or dropout_rate=0.0"
-        )
+        if dropout_rng is None:
+            raise ValueError(
+                f"`dropout_rate`={dropout_rate} in training needs a `dropout_rng` "
+                "(flax passes the module's 'dropout' stream)"
+            )
+        seed = jax.random.randint(dropout_rng, (), 0, 2**31 - 1)
+    else:
+        dropout_rate = 0.0
     if module is not None:
         raise NotImplementedError(
             "`sow_weights`: mlequations.attention never forms the attention weights"
@@ -99,6 +108,13 @@ def attention_fn(
         bias = bias.astype(dtype)
         scores_mask = bias if scores_mask is None else jnp.where(scores_mask, bias, -jnp.inf)
     out = mle.attention(
-        q, k, v, mask=scores_mask, is_causal=is_causal, enable_gqa=q.shape[-3] != k.shape[-3]
+        q,
+        k,
+        v,
+        mask=scores_mask,
+        is_causal=is_causal,
+        enable_gqa=q.shape[-3] != k.shape[-3],
+        dropout_p=dropout_rate,
+        dropout_seed=seed,
     )  # (..., Hq, L, Ev)
     return jnp.swapaxes(out, -3, -2)  # (..., L, Hq, Ev)

@@ -59,8 +59,9 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):  # type: ignore[misc]
     """``keras.layers.MultiHeadAttention`` computed by :func:`mlequations.attention`.
 
     Same arguments and weights as the Keras layer, for the default attention
-    axes (inputs `(B, T, dim)`). Attention dropout in training and
-    ``return_attention_scores`` raise ``NotImplementedError``.
+    axes (inputs `(B, T, dim)`). Attention dropout in training draws the
+    seed of its mask from the layer's seed generator (the `seed` argument makes
+    it repeatable); ``return_attention_scores`` raises ``NotImplementedError``.
 
     Examples:
         >>> import numpy as np
@@ -84,11 +85,6 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):  # type: ignore[misc]
             raise NotImplementedError(
                 "`return_attention_scores`: mlequations.attention never forms the scores"
             )
-        if self._dropout > 0.0 and training:
-            raise NotImplementedError(
-                f"`dropout`={self._dropout}: attention dropout is not available in "
-                "mlequations.attention yet; use dropout=0.0"
-            )
         if len(query.shape) != 4:
             raise NotImplementedError(
                 f"`attention_axes`={self._attention_axes}: only the default (one sequence axis)"
@@ -99,7 +95,20 @@ class MultiHeadAttention(keras.layers.MultiHeadAttention):  # type: ignore[misc]
         mask = None  # (B, T, S) -> (B, 1, T, S), boolean
         if attention_mask is not None:
             mask = ops.expand_dims(ops.cast(attention_mask, "bool"), axis=-3)
+        p, seed = 0.0, None
+        if training and self._dropout > 0.0:  # a fresh seed per call, from the layer's generator
+            p = self._dropout
+            seed = keras.random.randint(
+                (), 0, 2**31 - 1, dtype="int32", seed=self._dropout_layer.seed_generator
+            )
         out = mle.attention(
-            q, k, v, mask=mask, is_causal=use_causal_mask, scale=self._inverse_sqrt_key_dim
+            q,
+            k,
+            v,
+            mask=mask,
+            is_causal=use_causal_mask,
+            scale=self._inverse_sqrt_key_dim,
+            dropout_p=p,
+            dropout_seed=seed,
         )  # (B, N, T, Ev)
         return ops.transpose(out, (0, 2, 1, 3)), None  # (B, T, N, Ev)

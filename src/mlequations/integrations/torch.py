@@ -8,7 +8,9 @@ to it by name; ``Conv2d`` is an ``nn.Conv2d`` (same parameters, same
 
 Differences from torch, by design: a query row that may attend to no key gives
 zeros (torch gives NaN, or zeros in recent versions), and `attn_mask` may be
-combined with `is_causal` (torch raises).
+combined with `is_causal` (torch raises). Attention dropout draws its seed from
+torch's generator (``torch.manual_seed`` makes it repeatable) and its mask from
+:func:`mlequations.attention`'s hash, so it differs from torch's own mask.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from torch import nn
 
 import mlequations as mle
 
-__all__ = ["Conv2d", "convert_conv2d", "scaled_dot_product_attention"]
+__all__ = ["Conv2d", "convert_conv2d", "dropout_seed", "scaled_dot_product_attention"]
 
 
 def scaled_dot_product_attention(
@@ -40,8 +42,9 @@ def scaled_dot_product_attention(
         value: Values, shape `(..., S, Ev)`.
         attn_mask: Boolean (True = may attend) or additive float mask,
             broadcastable to `(..., L, S)`.
-        dropout_p: Attention dropout probability. Only 0 is supported until
-            `mlequations.attention` has dropout.
+        dropout_p: Attention dropout probability, applied whenever it is
+            positive, as by torch's SDPA; the seed of the mask is drawn from
+            torch's default generator on each call (see :func:`dropout_seed`).
         is_causal: Top-left causal mask, as torch's.
         scale: Score factor; default `1/sqrt(E)`.
         enable_gqa: Grouped-query attention (query heads on axis -3 a multiple
@@ -50,9 +53,6 @@ def scaled_dot_product_attention(
     Returns:
         The attention output, shape `(..., L, Ev)`.
 
-    Raises:
-        NotImplementedError: `dropout_p` > 0.
-
     Examples:
         >>> import torch
         >>> from mlequations.integrations.torch import scaled_dot_product_attention
@@ -60,23 +60,33 @@ def scaled_dot_product_attention(
         >>> scaled_dot_product_attention(q, k, v, is_causal=True).shape
         torch.Size([1, 2, 3, 4])
     """
-    _check_dropout(dropout_p, "dropout_p")
     # Callers often pass transposed views, on which a training step of mlequations.attention
     # ran 1.3x slower ((4, 8, 1024, 32), 2-core CPU) than on contiguous copies.
     q, k, v = query.contiguous(), key.contiguous(), value.contiguous()
     out: torch.Tensor = mle.attention(
-        q, k, v, mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa
+        q,
+        k,
+        v,
+        mask=attn_mask,
+        is_causal=is_causal,
+        scale=scale,
+        enable_gqa=enable_gqa,
+        dropout_p=dropout_p,
+        dropout_seed=dropout_seed(dropout_p, q.device),
     )
     return out
 
 
-def _check_dropout(p: float, name: str) -> None:
-    if p != 0.0:
-        raise NotImplementedError(
-            f"`{name}`={p}: attention dropout is not available in mlequations.attention yet; "
-            "use 0.0 (for a model: evaluation mode, or an attention-dropout probability of 0 "
-            "in its config)"
-        )
+def dropout_seed(p: float, device: torch.device) -> torch.Tensor | None:
+    """A fresh seed for :func:`mlequations.attention`'s dropout, or None when `p` is 0.
+
+    Drawn from torch's default generator for `device` (``torch.manual_seed``
+    makes a run repeatable), as a 0-d tensor on that device, so that neither
+    ``torch.compile`` nor a CUDA graph bakes one seed into the program.
+    """
+    if p == 0.0:
+        return None
+    return torch.randint(2**31 - 1, (), device=device)
 
 
 class Conv2d(nn.Conv2d):

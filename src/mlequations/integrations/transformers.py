@@ -34,7 +34,7 @@ from torch import nn
 
 import mlequations as mle
 
-from .torch import _check_dropout
+from .torch import dropout_seed
 
 __all__ = ["attention_forward", "register"]
 
@@ -59,7 +59,8 @@ def attention_forward(
         value: Shape `(B, Hkv, S, Ev)`.
         attention_mask: Boolean (True = may attend) or additive float mask
             broadcastable to `(B, Hq, L, S)`, or None.
-        dropout: Attention dropout probability (0 outside training).
+        dropout: Attention dropout probability (0 outside training); the
+            seed of each call's mask is drawn from torch's generator.
         scaling: The score factor; default `1/sqrt(E)`.
         is_causal: Causal attention when there is more than one query and no
             mask; default ``module.is_causal``.
@@ -72,9 +73,8 @@ def attention_forward(
         The output, shape `(B, L, Hq, Ev)`, and None for the attention weights.
 
     Raises:
-        NotImplementedError: `dropout` > 0, or attention sinks.
+        NotImplementedError: Attention sinks, or `dropout` with `softcap`.
     """
-    _check_dropout(dropout, "dropout")
     if kwargs.get("s_aux") is not None:
         raise NotImplementedError(
             "`s_aux` (attention sinks) is not supported by mlequations.attention; use "
@@ -94,6 +94,11 @@ def attention_forward(
             mask = position_bias + mask
     softcap = kwargs.get("softcap")
     if softcap is not None:
+        if dropout:
+            raise NotImplementedError(
+                f"`dropout`={dropout} with `softcap`: the capped path has no dropout; train "
+                'with attention_dropout=0.0 or attn_implementation="eager"'
+            )
         out = _softcapped(query, key, value, mask, is_causal, scaling, float(softcap))
     else:
         # transformers hands over transposed views; a training step of mlequations.attention
@@ -106,6 +111,8 @@ def attention_forward(
             is_causal=is_causal,
             scale=scaling,
             enable_gqa=query.shape[1] != key.shape[1],
+            dropout_p=dropout,
+            dropout_seed=dropout_seed(dropout, query.device),
         )  # (B, Hq, L, Ev)
     return out.transpose(1, 2).contiguous(), None  # (B, L, Hq, Ev)
 
