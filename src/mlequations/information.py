@@ -53,6 +53,12 @@ def _xlogy(x: Array, y: Array, xp: Namespace) -> Array:
     return xp.where(x > 0, term, zero)
 
 
+def _xlogx(x: Array, xp: Namespace) -> Array:
+    r"""$x \log x$ with $0 \log 0 = 0$: :func:`_xlogy` with $y = x$, in two operations fewer."""
+    positive = x > 0
+    return xp.where(positive, x * xp.log(xp.where(positive, x, 1.0)), 0.0)
+
+
 def _rel_entr(p: Array, q: Array, xp: Namespace) -> Array:
     r"""$p \log(p / q)$: 0 where $p = 0$, $+\infty$ where $q = 0 < p$."""
     one = 1.0
@@ -114,7 +120,7 @@ def entropy(
     scale = _log_base(base)
     xp, (p,), out_dtype = _prepare(xp, p=p)
     axis = _check_axis(axis, p.ndim)
-    h = 0.0 - xp.sum(_xlogy(p, p, xp), axis=axis)  # (...); 0 - 0 is +0, not -0
+    h = 0.0 - xp.sum(_xlogx(p, xp), axis=axis)  # (...); 0 - 0 is +0, not -0
     return _cast(xp, _in_base(h, scale), out_dtype)
 
 
@@ -382,4 +388,4 @@ def _entropy_of_counts(counts: Array, total: Array, xp: Namespace) -> Array:
     positive = total > 0
     safe = xp.where(positive, total, 1.0)
     p = counts / safe[..., None]  # (..., C), all 0 where total == 0
-    return 0.0 - xp.sum(_xlogy(p, p, xp), axis=-1)
+    return 0.0 - xp.sum(_xlogx(p, xp), axis=-1)

@@ -478,7 +478,14 @@ def cross_entropy_loss(
         else:
             total = xp.sum(xp.where(hit, w, zero), keepdims=True)  # Σ w_t, counted
         sums = [xp.sum(part, keepdims=True) for part in parts]  # each (1, ..., 1)
-        mean = xp.reshape(_divide(sums, total, xp), ())  # 0-d, also on NumPy
+        if w is None and len(sums) == 1:
+            # No target counted means no loss either: the sum is 0 where the count is,
+            # and 0 / 0 = NaN is the one quotient by zero (what _divide gives then).
+            counted = total > 0
+            quotient = sums[0] / xp.where(counted, total, 1.0)
+            mean = xp.reshape(xp.where(counted, quotient, math.nan), ())
+        else:
+            mean = xp.reshape(_divide(sums, total, xp), ())  # 0-d, also on NumPy
         return _astype(mean, out_dtype, xp)
     return _astype(_reduce(loss, reduction, xp), out_dtype, xp)
 
