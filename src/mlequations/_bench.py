@@ -518,6 +518,33 @@ def _batched(fn: Callable[..., Any], calls: int, sync: Callable[[Any], Any]) -> 
     return run
 
 
+def _equal_rounds(
+    impls: dict[str, Callable[..., Any]], args: list[Any], sync: Callable[[Any], Any], calls: int
+) -> dict[str, int]:
+    """Calls per timed round for each implementation, so that every round lasts as long.
+
+    The portable function makes `calls` calls a round; a native call ten times
+    faster makes ten times as many. On a loaded machine the best of several
+    rounds favours short rounds (a quiet spell is likelier to cover them), which
+    would flatter whichever is faster; rounds of one length are exposed alike.
+    """
+    per_call = {}
+    for name, fn in impls.items():
+        try:
+            sync(fn(*args))  # compile (JAX), warm caches
+            start = time.perf_counter()
+            for _ in range(3):
+                sync(fn(*args))
+            per_call[name] = max((time.perf_counter() - start) / 3, 1e-9)
+        except Exception:  # time_interleaved reports it
+            per_call[name] = 0.0
+    reference = per_call.get("portable") or max(per_call.values(), default=0.0)
+    return {
+        name: calls if not t or not reference else max(1, round(calls * reference / t))
+        for name, t in per_call.items()
+    }
+
+
 @dataclass(frozen=True)
 class Overhead:
     """One registry entry's time per call at its tiny shapes, portable and native."""
@@ -563,9 +590,10 @@ def overhead(
         except Exception as exc:  # a row, not a crash
             out.append(Overhead(eq.name, backend.id, None, error=f"{type(exc).__name__}: {exc}"))
             continue
-        batched = {k: _batched(f, calls, backend.sync) for k, f in impls.items()}
+        counts = _equal_rounds(impls, args, backend.sync, calls)
+        batched = {k: _batched(f, counts[k], backend.sync) for k, f in impls.items()}
         timings = time_interleaved(batched, args, backend.sync, repeats=repeats, warmup=2)
-        per_call = {k: t.best / calls for k, t in timings.items() if isinstance(t, Timing)}
+        per_call = {k: t.best / counts[k] for k, t in timings.items() if isinstance(t, Timing)}
         errors = [
             f"{k}: {type(t).__name__}: {t}" for k, t in timings.items() if isinstance(t, Exception)
         ]
