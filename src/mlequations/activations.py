@@ -271,6 +271,6 @@ def sigmoid(x: Array, /, *, xp: Namespace | None = None) -> Array:
     if x.dtype != work_dtype:
         x = xp.astype(x, work_dtype)
     z = xp.exp(-xp.abs(x))  # in (0, 1]
-    d = 1 + z
-    out = xp.where(x >= 0, 1 / d, z / d)
+    # One division for both branches: 1 / (1 + z) where x >= 0, z / (1 + z) below.
+    out = xp.where(x >= 0, 1.0, z) / (1 + z)
     return out if out.dtype == out_dtype else xp.astype(out, out_dtype)
