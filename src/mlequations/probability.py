@@ -35,7 +35,12 @@ def _broadcast_shape(**named: Array) -> tuple[Any, ...]:
     ndim = max(len(s) for s in shapes.values())
     out: list[Any] = []
     for i in range(-ndim, 0):
-        lengths = {s[i] for s in shapes.values() if len(s) >= -i and _known(s[i]) and s[i] != 1}
+        # A list, not a set: hashing a symbolic size under torch.compile makes it a
+        # constant, one graph per batch size (issue 19).
+        lengths: list[Any] = []
+        for s in shapes.values():
+            if len(s) >= -i and _known(s[i]) and s[i] != 1 and all(s[i] != n for n in lengths):
+                lengths.append(s[i])
         if len(lengths) > 1:
             described = " and ".join(f"`{name}` with shape {s}" for name, s in shapes.items())
             raise ValueError(f"{described} do not broadcast together")
