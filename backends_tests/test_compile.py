@@ -218,6 +218,9 @@ def _shape_cases() -> list[Any]:
             lambda n: (randn(n, 10), labels(n)), mle.cross_entropy_loss, id="cross_entropy_loss"
         ),
         pytest.param(
+            lambda n: (randn(n, 5) ** 2, randn(n, 5) ** 2), mle.bayes_rule, id="bayes_rule(batch)"
+        ),
+        pytest.param(
             lambda n: (randn(n, 3, 8, 8), randn(4, 3, 3, 3)),
             lambda x, w: mle.conv2d(x, w, padding=1),
             id="conv2d(batch)",
