@@ -262,3 +262,27 @@ def test_shape_changes(make, fn):
         for g, e in zip(actual, expected, strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-5)  # plans may differ
     assert counting.graphs == 2, f"{counting.graphs} graphs for sizes 2, 3 and 5"
+
+
+def test_a_warning_while_tracing_fails_the_compile():
+    """The guard behind 'no warnings': pyproject's filterwarnings = error reaches dynamo.
+
+    Dynamo warns when it traces through a ``functools.lru_cache``-wrapped function
+    (array-api-compat's namespace lookup was one); under this project's pytest
+    settings that warning must stop the compile, or the registry test above could
+    pass while users' consoles fill with warnings.
+    """
+    torch = pytest.importorskip("torch")
+    import functools
+
+    @functools.lru_cache
+    def cached(n: int) -> int:
+        return n + 1
+
+    def fn(x: Any) -> Any:
+        return x * cached(2)
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, fullgraph=True, backend=_Counting())
+    with pytest.raises(torch._dynamo.exc.TorchDynamoException, match="lru_cache"):
+        compiled(torch.ones(3))
