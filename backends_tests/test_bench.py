@@ -158,6 +158,19 @@ class TestIsolation:
         assert {r.backend for r in records if r.seconds} == {"numpy", "torch-cpu"}
         assert not [r for r in records if r.error]
 
+    def test_compiled_libraries_run_one_process_each(self, monkeypatch):
+        groups = []
+
+        def spy(ids, job):
+            groups.append(ids)
+            return [_bench.CompileRecord(i, "conv2d", "c", "portable", "x") for i in ids]
+
+        monkeypatch.setattr(_bench, "_compile_isolated", spy)
+        backends = [by_id("torch-cpu"), by_id("jax-jit")]
+        records = _bench.compile_run(backends, ["conv2d"], quick=True)
+        assert groups == [["torch-cpu"], ["jax-jit"]]
+        assert [r.backend for r in records] == ["torch-cpu", "jax-jit"]
+
     def test_one_library_runs_in_process(self, monkeypatch):
         monkeypatch.setattr(_bench, "_run_isolated", None)  # would fail if called
         records = _bench.run([by_id("numpy")], ["softmax"], quick=True, repeats=1)
