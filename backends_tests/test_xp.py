@@ -101,3 +101,41 @@ class TestExp2:
         x = np.asarray([-np.inf, -126.5, -30.25, -1.0, -0.5, 0.0, 0.75, 3.0, 20.0])
         out = backend.call(lambda a: _xp.exp2(a, _xp.namespace(a)), backend.asarray(x, dtype))
         assert_close(out, np.exp2(x), backend, dtype)
+
+
+class TestFastPaths:
+    """Issue 19: the shortcuts for inputs that plainly agree still catch what disagrees."""
+
+    def test_a_cached_type_still_checks_devices(self):
+        strict = _available("strict").module
+        a = strict.asarray([1.0], device=strict.Device())
+        b = strict.asarray([1.0], device=strict.Device("device1"))
+        assert _xp.namespace(a) is _xp.namespace(b)  # one array each: the cache fills
+        with pytest.raises(ValueError, match=r"different devices.*`p`.*`q`"):
+            _xp.namespace(p=a, q=b)
+
+    def test_a_list_beside_arrays_is_named(self):
+        with pytest.raises(TypeError, match=r"`target` must be an array, got list"):
+            _xp.namespace(input=np.ones(2), target=[1.0, 2.0])
+
+    def test_torch_tensors_on_two_devices_are_not_the_fast_path(self):
+        torch = _available("torch-cpu").module
+        with pytest.raises(ValueError, match=r"different devices"):
+            _xp.namespace(x=torch.ones(2), w=torch.ones(2, device="meta"))
+
+    def test_mixed_float_dtypes_promote(self, backend):
+        if "float64" not in backend.dtypes():
+            pytest.skip(f"{backend.id} has no float64")
+        a = backend.asarray(np.ones(2), "float32")
+        b = backend.asarray(np.ones(2), "float64")
+        xp = backend.xp
+        assert _xp.float_dtypes(xp, a, b) == (xp.float64, xp.float64)
+        assert _xp.float_dtypes(xp, a, a) == (xp.float32, xp.float32)
+
+    def test_as_array_turns_numpy_scalars_into_arrays_only(self):
+        xp = _xp.namespace(np.ones(1))
+        out = _xp.as_array(np.float32(2.0), xp)
+        assert isinstance(out, np.ndarray)
+        assert (out.shape, out.dtype) == ((), np.float32)
+        x = np.ones(3)
+        assert _xp.as_array(x, xp) is x
