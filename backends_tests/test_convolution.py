@@ -319,6 +319,97 @@ class TestAutodiff:
         )
 
 
+# (method, case) pairs for the traced tests: every algorithm, the gathered im2col with
+# every option and with a 7×7 kernel, and "auto"'s traced pick for depthwise ("shift").
+STEM = ("stem", (2, 3, 16, 16), (4, 3, 7, 7), True, {"stride": 2, "padding": 3})
+EVERYTHING = CASES[CASE_IDS.index("everything")]
+TRACED = [
+    ("im2col", EVERYTHING),
+    ("im2col", STEM),
+    ("shift", EVERYTHING),
+    ("fft", EVERYTHING),
+    ("winograd", CASES[CASE_IDS.index("padding-int")]),
+    ("auto", CASES[CASE_IDS.index("depthwise-x2")]),
+]
+TRACED_IDS = [f"{method}-{case[0]}" for method, case in TRACED]
+
+
+def _traced_bound(method, wshape):
+    """The most operations a traced conv2d may hold: a handful, plus a few per tap for shift.
+
+    The plan before the traced rule unrolled its loops over bands of output rows,
+    samples and taps: with the one-row tiles of these tests, the stem's im2col
+    traced into 347 FX nodes (616 at the benchmark's 224×224, where inductor took
+    409 s to compile it), "shift" into several per tap and output row.
+    """
+    taps = wshape[-2] * wshape[-1]
+    return 64 + (6 * taps if method in ("shift", "auto") else 0)
+
+
+class TestTraced:
+    """torch.compile and jax.jit trace a small program that gives the eager result."""
+
+    @pytest.fixture(autouse=True)
+    def _one_row_tiles(self, monkeypatch):
+        # The eager plan's tiles at their smallest, so that a loop over bands, samples
+        # or tiles left in the traced plan would show in the size of the program.
+        monkeypatch.setattr(convolution, "_TILE", 1)
+        monkeypatch.setattr(convolution, "_CHUNK", 1)
+
+    @pytest.mark.parametrize(("method", "case"), TRACED, ids=TRACED_IDS)
+    def test_torch_compile_fullgraph_with_parameters(self, method, case):
+        torch = torch_or_skip()
+        data, options = _data(case)[:3], case[-1]
+        oracle = torch.asarray(torch_conv2d(*data, **options))
+        x = torch.asarray(data[0], dtype=torch.float64)
+        w = torch.nn.Parameter(torch.asarray(data[1], dtype=torch.float64))
+        b = None if data[2] is None else torch.nn.Parameter(torch.asarray(data[2]))
+        nodes = []
+
+        def counting(gm, example_inputs):
+            nodes.append(len(gm.graph.nodes))
+            return gm.forward
+
+        torch._dynamo.reset()
+        traced = torch.compile(
+            lambda x, w, b: mle.conv2d(x, w, b, method=method, **options),
+            backend=counting,
+            fullgraph=True,
+        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no graph break, no dynamo warning
+            got = traced(x, w, b)
+        expected = mle.conv2d(x, w, b, method=method, **options)
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(got, oracle, rtol=1e-9, atol=1e-9)
+        assert len(nodes) == 1
+        assert nodes[0] <= _traced_bound(method, w.shape), nodes
+
+    @pytest.mark.parametrize(("method", "case"), TRACED, ids=TRACED_IDS)
+    def test_jax_jit(self, method, case):
+        jax = jax_or_skip()
+        data, options = _data(case)[:3], case[-1]
+        oracle = torch_conv2d(*data, **options)
+        x, w, b = (None if a is None else jax.numpy.asarray(a) for a in data)
+
+        def conv(x, w, b):
+            return mle.conv2d(x, w, b, method=method, **options)
+
+        traced = jax.jit(conv).trace(x, w, b)
+        np.testing.assert_allclose(traced.lower().compile()(x, w, b), oracle, rtol=1e-9, atol=1e-9)
+        equations = len(traced.jaxpr.eqns)
+        assert equations <= _traced_bound(method, w.shape), equations
+
+    def test_traced_rule(self):
+        # Kernels of more taps than "shift" may unroll go to the gathered im2col.
+        xp = mle._xp.default_namespace()
+        depthwise = (8, (1, 1), (3, 3), (1, 1), (1, 1), (56, 56))
+        strided_7x7 = (8, (1, 1), (7, 7), (2, 2), (1, 1), (56, 56))
+        assert convolution._auto(xp, *depthwise, traced=True) == "shift"
+        assert convolution._auto(xp, *strided_7x7) == "shift"
+        assert convolution._auto(xp, *strided_7x7, traced=True) == "im2col"
+
+
 class TestBadInput:
     def _conv(self, x_shape=(1, 4, 8, 8), w_shape=(2, 4, 3, 3), **options):
         return mle.conv2d(np.ones(x_shape), np.ones(w_shape), **options)
