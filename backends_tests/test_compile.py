@@ -200,17 +200,6 @@ def _shape_cases() -> list[Any]:
 
         return torch.arange(n) % 10
 
-    attention_batch = pytest.mark.xfail(
-        reason="attention.py's _broadcast collects the batch sizes in a set, and hashing "
-        "a symbolic size specializes it: one graph per batch size (issue 19, reported)",
-        strict=True,
-    )
-    attention_length = pytest.mark.xfail(
-        reason="attention.py's _tiled loops `for p0 in range(0, L, rows)`, a Python loop "
-        "over query blocks whose count needs a static L: one graph per length, and "
-        "FailOnRecompileLimitHit at the 9th (issue 19, reported)",
-        strict=True,
-    )
     return [
         pytest.param(lambda n: (randn(n, 10),), mle.softmax, id="softmax(batch)"),
         pytest.param(lambda n: (randn(n, 10), randn(n, 10)), mle.mse, id="mse(batch)"),
@@ -234,13 +223,11 @@ def _shape_cases() -> list[Any]:
             lambda n: (randn(n, 2, 8, 4), randn(n, 2, 8, 4), randn(n, 2, 8, 4)),
             mle.attention,
             id="attention(batch)",
-            marks=attention_batch,
         ),
         pytest.param(
             lambda n: (randn(1, 2, 4 * n, 4), randn(1, 2, 4 * n, 4), randn(1, 2, 4 * n, 4)),
             mle.attention,
             id="attention(length)",
-            marks=attention_length,
         ),
     ]
 

@@ -76,6 +76,7 @@ _ELEMENT_TILE = _Plan(1024, 512, per_element=True)
 _CAUSAL_KEYS = 2048
 _JAX_TILE = 2**21  # scores per step of the compiled loop under JAX (8 MiB in float32)
 _TRACED_BLOCKS = 16  # query blocks at most in a graph traced by torch.compile
+_TRACED_TILE = 2**24  # and up to this many scores a block (64 MiB in float32) in fewer
 _LOG2_E = math.log2(math.e)
 
 
@@ -536,9 +537,15 @@ def _choose(
         return _Plan(min(L, max(16, 1 << max(fit.bit_length() - 1, 0))), None, looped=True)
     if traced:
         # torch.compile unrolls Python loops into its graph: no loop over heads, and at
-        # most _TRACED_BLOCKS query blocks, each an exact softmax over the keys it sees;
-        # the compiler fuses each block's formula itself.
-        return _Plan(max(rows, -(-L // _TRACED_BLOCKS)), None)
+        # most _TRACED_BLOCKS query blocks (fewer while a block's scores fit _TRACED_TILE),
+        # each an exact softmax over the keys it sees in one tile; the compiler fuses
+        # each block's formula itself. The graph, and its compile time, grow with the blocks.
+        # Comparisons only: a size traced symbolically then stays symbolic (bit_length or
+        # a log would fix it to a constant, and compile again for each new size).
+        rows = max(rows, -(-L // _TRACED_BLOCKS))
+        while rows < L and batch * S * rows * 2 <= _TRACED_TILE:
+            rows *= 2
+        return _Plan(rows, None)
     return _Plan(rows, _CAUSAL_KEYS) if is_causal else _ELEMENT_TILE
 
 
@@ -566,8 +573,7 @@ def _tiled(
     L, S = q.shape[-2], kT.shape[-1]
     rows = L if plan.rows is None else min(plan.rows, L)
     outs, lses = [], []
-    for p0 in range(0, L, rows):
-        p1 = min(p0 + rows, L)
+    for p0, p1 in _query_blocks(L, rows):
         qt = _fold(q[..., p0:p1, :], G, p1 - p0, xp)  # (..., G·Lb, E)
         key_blocks = _key_blocks(S, p0, p1, is_causal, plan.keys)
         rows_ = _rows(mask, drop, is_causal, p0, p1, G, q, xp)
@@ -577,6 +583,17 @@ def _tiled(
     if len(outs) == 1:
         return outs[0], lses[0]
     return xp.concat(outs, axis=-2), xp.concat(lses, axis=-2)
+
+
+def _query_blocks(L: int, rows: int) -> list[tuple[int, int]]:
+    """The query ranges [p0, p1) of `rows` queries each (the last one shorter).
+
+    When one block holds them all, its range is (0, L) with no loop over L: under
+    torch.compile L then stays a symbolic size, one graph for every length.
+    """
+    if rows >= L:
+        return [(0, L)]
+    return [(p0, min(p0 + rows, L)) for p0 in range(0, L, rows)]
 
 
 def _looped(
@@ -646,15 +663,19 @@ def _key_blocks(
 
     With `is_causal`, keys after the block's last query are never seen, and the
     keys before its first query are seen by every query of the block: only the
-    ranges from `p0` on, the diagonal, need the causal mask.
+    ranges from `p0` on, the diagonal, need the causal mask (without key blocks,
+    one tile takes all the keys the block sees, masked).
     """
 
     def split(start: int, stop: int) -> list[tuple[int, int]]:
-        step = keys or max(stop - start, 1)
-        return [(c0, min(c0 + step, stop)) for c0 in range(start, stop, step)]
+        if keys is None:  # one range, no loop over a (perhaps symbolic) size
+            return [(start, stop)]
+        return [(c0, min(c0 + keys, stop)) for c0 in range(start, stop, keys)]
 
     if not is_causal:
         return split(0, S)
+    if keys is None:  # one tile, the diagonal's causal mask over all of it
+        return split(0, min(p1, S))
     below = min(p0, S)
     return split(0, below) + split(below, min(p1, S))
 
@@ -882,16 +903,17 @@ def _tiled_backward(
     `is_causal`, a key block after every query of a block is skipped.
     """
     xp, G, plan = static.xp, static.G, static.plan
+    if plan.keys is None:
+        return _row_backward(q, k, v, mask, drop, do, D, lse, static, want_mask)
     L, S = q.shape[-2], k.shape[-2]
     rows = L if plan.rows is None else min(plan.rows, L)
-    step = plan.keys or S
+    step = plan.keys
     if static.is_causal:  # key blocks that line up with the query blocks can be skipped
         step = min(step, rows)
     kT, vT = xp.matrix_transpose(k), xp.matrix_transpose(v)  # (..., E|Ev, S), views
     # Each query block folded once, (..., G·Lb, ·): its queries, dO, lse and D.
     blocks = []
-    for p0 in range(0, L, rows):
-        p1 = min(p0 + rows, L)
+    for p0, p1 in _query_blocks(L, rows):
         blocks.append((p0, p1, *(_fold(a[..., p0:p1, :], G, p1 - p0, xp) for a in (q, do, lse, D))))
     dq: list[Array] = []
     dks: list[Array] = []
@@ -926,6 +948,62 @@ def _tiled_backward(
         dq[i] = _unfold(a * static.s, G, xp)  # dQ = s·Σ dS K
     dm = _assemble(dmask, mask, blocks, S, step, xp) if want_mask else None
     return _concat(dq, xp), _concat(dks, xp), _concat(dvs, xp), dm
+
+
+def _row_backward(
+    q: Array,
+    k: Array,
+    v: Array,
+    mask: Array | None,
+    drop: _Drop,
+    do: Array,
+    D: Array,
+    lse: Array,
+    static: _Static,
+    want_mask: bool,
+) -> tuple[Array, Array, Array, Array | None]:
+    """`_tiled_backward` for plans without key blocks: one tile per query block.
+
+    Each query block's tile spans every key it sees (with `is_causal`, the keys up
+    to its last query), so a causal pass makes n tiles, not the n²/2 of aligned
+    key blocks, and the program a compiler traces grows with n. Query blocks
+    outside: a tile's share of dK and dV, zero-padded to all S keys, is added up.
+    """
+    xp, G, plan = static.xp, static.G, static.plan
+    L, S = q.shape[-2], k.shape[-2]
+    rows = L if plan.rows is None else min(plan.rows, L)
+    kT, vT = xp.matrix_transpose(k), xp.matrix_transpose(v)  # (..., E|Ev, S), views
+    dqs: list[Array] = []
+    dms: list[Array] = []
+    dk: Array = None
+    dv: Array = None
+    for p0, p1 in _query_blocks(L, rows):
+        c1 = min(p1, S) if static.is_causal else S  # keys after the block's last query: none
+        qt, dot, lset, Dt = (_fold(a[..., p0:p1, :], G, p1 - p0, xp) for a in (q, do, lse, D))
+        rows_ = _rows(mask, drop, static.is_causal, p0, p1, G, q, xp)
+        dq_t, dk_t, dv_t, ds = _tile_backward(qt, kT, vT, rows_, dot, lset, Dt, 0, c1, static)
+        dqs.append(_unfold(dq_t * static.s, G, xp))  # dQ = s·dS K
+        dk_t, dv_t = (_pad_rows(a, S, xp) for a in (dk_t, dv_t))
+        dk = dk_t if dk is None else dk + dk_t
+        dv = dv_t if dv is None else dv + dv_t
+        if want_mask and mask is not None:
+            dm = _sum_to(_unfold(ds, G, xp), _tile_shape(mask, p1 - p0, c1), xp)
+            if mask.shape[-1] != 1:  # keys no query of the block sees: zero gradient
+                dm = xp.matrix_transpose(_pad_rows(xp.matrix_transpose(dm), S, xp))
+            dms.append(dm)
+    # The tiles used q·s·log2 e: dK = s·Σ dSᵀ Q = ln 2·Σ dSᵀ q.
+    dm = _join(dms, -2, mask.shape[-2] != 1, xp) if want_mask and mask is not None else None
+    return _concat(dqs, xp), dk * math.log(2.0), dv, dm
+
+
+def _pad_rows(x: Array, rows: int, xp: Namespace) -> Array:
+    """`x` `(..., r, ·)` with zero rows appended up to `rows`."""
+    if x.shape[-2] == rows:
+        return x
+    pad = xp.zeros(
+        (*x.shape[:-2], rows - x.shape[-2], x.shape[-1]), dtype=x.dtype, device=device(x)
+    )
+    return xp.concat([x, pad], axis=-2)
 
 
 def _looped_backward(
@@ -1128,11 +1206,13 @@ def _broadcast(shapes: dict[str, tuple[int, ...]], what: str) -> tuple[int, ...]
     ndim = max(len(s) for s in shapes.values())
     out = []
     for i in range(-ndim, 0):
-        sizes = {s[i] for s in shapes.values() if len(s) >= -i} - {1}
-        if len(sizes) > 1:
+        # A list, not a set: hashing a size that torch.compile traces symbolically would
+        # fix it to a constant, and compile again for every batch size.
+        sizes = [s[i] for s in shapes.values() if len(s) >= -i and s[i] != 1]
+        if any(n != sizes[0] for n in sizes[1:]):
             described = ", ".join(f"`{name}` {s}" for name, s in shapes.items())
             raise ValueError(f"the {what} do not broadcast: {described}")
-        out.append(sizes.pop() if sizes else 1)
+        out.append(sizes[0] if sizes else 1)
     return tuple(out)
 
 
