@@ -378,7 +378,7 @@ def attention_plan(
     `default` is `attention._choose`'s plan; `arrays` are (query, key, value, mask).
     """
     query, key, value, _ = arrays
-    if _timing.get() or is_traced(*arrays):
+    if is_traced(*arrays) or _timing.get():  # in this order: dynamo cannot trace a ContextVar
         return default
     mode = _mode()
     entries = {} if mode == "off" else _entries(cache_path())
@@ -475,7 +475,7 @@ def conv2d_method(
     `options` the normalised ``stride``, ``padding`` (pairs of pairs), ``dilation``
     and ``groups``; `out` the output's ``(Ho, Wo)``.
     """
-    if _timing.get() or is_traced(x, weight):
+    if is_traced(x, weight) or _timing.get():
         return default
     mode = _mode()
     entries = {} if mode == "off" else _entries(cache_path())
