@@ -34,7 +34,7 @@ import math
 import operator
 from typing import Any, NamedTuple
 
-from . import _autodiff
+from . import _autodiff, _tune
 from ._xp import (
     Array,
     Namespace,
@@ -366,6 +366,9 @@ def _static(
     batch = max(math.prod(x.shape[:-2]) for x in (query, key, value))
     traced = is_traced(query, key, value, mask)
     plan = _choose(L, S, batch, is_causal, block_size, traced, xp)
+    if block_size is None:  # the accelerator rule, or a measured plan (issue 21, _tune.py)
+        arrays = (query, key, value, mask)
+        plan = _Plan(*_tune.attention_plan(plan, arrays, is_causal, scale, enable_gqa, xp))
     return _Static(bool(is_causal), s, G, plan, out_dtype, work, xp)
 
 
