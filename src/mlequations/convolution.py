@@ -25,7 +25,8 @@ from typing import Any
 
 import array_api_extra as xpx
 
-from ._xp import Array, Namespace, device, float_dtypes, is_jax, is_traced, namespace
+from . import _tune
+from ._xp import Array, Namespace, accelerator, device, float_dtypes, is_jax, is_traced, namespace
 
 __all__ = ["conv2d"]
 
@@ -742,6 +743,9 @@ def conv2d(
         method = _auto(
             xp, groups, (Cg, K // groups), (KH, KW), stride, dilation, out, traced=traced
         )
+        # The accelerator rule, or a measured method (issue 21, _tune.py).
+        options = {"stride": stride, "padding": pads, "dilation": dilation, "groups": groups}
+        method = _tune.conv2d_method(method, x, weight, options, out, xp)
     if x.shape[0] == 0 or Cg == 0 or K == 0:
         # No sample, or an empty sum over channels: zeros, computed by no algorithm
         # (Dask's reshape and MKL's FFT reject zero-size arrays).
@@ -753,7 +757,7 @@ def conv2d(
     elif method == "winograd":
         y = _winograd(x, weight, groups, out, pads, xp, traced)  # (N, K, Ho, Wo)
     else:
-        tile = None if traced or is_jax(xp) else _TILE
+        tile = None if traced or is_jax(xp) or accelerator(x) else _TILE  # no loop on a GPU
         y = _shift(x, weight, groups, out, pads, stride, dilation, xp, tile)  # (N, K, Ho, Wo)
     if bias is not None:
         y = y + xp.reshape(xp.astype(bias, work, copy=False), (K, 1, 1))
