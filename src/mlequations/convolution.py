@@ -630,7 +630,11 @@ def conv2d(
             for 3×3 stride-1 kernels with 32 channels or more in and out and
             14×14 outputs or more, ``"shift"`` for other stride-1 kernels
             with 32×32 outputs or more under JAX (whose compiler fuses the
-            per-tap sum), ``"im2col"`` otherwise. Every method gives the same
+            per-tap sum), ``"im2col"`` otherwise. Traced (``torch.compile``,
+            ``jax.jit``), no loop over samples, bands or taps unrolls into
+            the program but ``"shift"``'s one term per tap, and ``"auto"``
+            picks ``"shift"`` only up to 25 taps (the chapter's "Under
+            torch.compile and jax.jit"). Every method gives the same
             numbers for finite input; an ±inf or NaN pixel makes ``"fft"``
             NaN everywhere (each frequency mixes every pixel) and
             ``"winograd"`` NaN on the 4×4 output tiles whose input tile holds
