@@ -74,6 +74,10 @@ class _Plan(NamedTuple):
 # diagonal, then cost at most 1/16 more work, and larger blocks pay for fewer calls.
 _ELEMENT_TILE = _Plan(1024, 512, per_element=True)
 _CAUSAL_KEYS = 2048
+# Up to this many scores in all (1 MiB in float32: they stay in cache), the plain
+# formula over the whole batch at once: a dozen operations per call, where tiles cost
+# a dozen per tile and their per-call overhead dominates (issue 19's tiny shapes).
+_SMALL = 2**18
 _JAX_TILE = 2**21  # scores per step of the compiled loop under JAX (8 MiB in float32)
 _TRACED_BLOCKS = 16  # query blocks at most in a graph traced by torch.compile
 _TRACED_TILE = 2**24  # and up to this many scores a block (64 MiB in float32) in fewer
@@ -538,6 +542,8 @@ def _choose(
         # them side by side: 2.8 GB for forward + backward at L = 16384, 52 MiB now).
         fit = _JAX_TILE // max(1, batch * S)
         return _Plan(min(L, max(16, 1 << max(fit.bit_length() - 1, 0))), None, looped=True)
+    if batch * L * S <= _SMALL:
+        return _Plan(None, None)
     if traced:
         # torch.compile unrolls Python loops into its graph: no loop over heads, and at
         # most _TRACED_BLOCKS query blocks (fewer while a block's scores fit _TRACED_TILE),
