@@ -525,7 +525,8 @@ class Tuned(NamedTuple):
 
     Attributes:
         key: The cache key (op, library and version, device, dtype, shape bucket).
-        winner: The fastest candidate's label (a method, or a tiling of attention).
+        winner: The fastest candidate's label (a method, or a tiling of attention),
+            if it also beat the rule's plan in a head-to-head rematch; else the rule's.
         plan: The winner as the cache stores it.
         default: The label of the plan the rules pick untuned.
         seconds: Median seconds per call of every candidate, by label.
@@ -586,11 +587,41 @@ def _time_and_store(
     if not seconds:
         raise RuntimeError(f"tune: every candidate failed for {key}: {timings}")
     winner = min(seconds, key=seconds.__getitem__)
+    if winner != default and default in seconds:
+        winner = _confirmed(winner, default, calls, repeats)
     plan = calls[winner][0]
     if save and _mode() != "off":
         entry = {"plan": plan, "label": winner, "seconds": seconds, "machine": machine(like)}
         _store(key, entry)
     return Tuned(key, winner, plan, default, seconds, machine(like))
+
+
+def _confirmed(
+    winner: str, default: str, calls: dict[str, tuple[Any, Callable[[], Any]]], repeats: int
+) -> str:
+    """`winner` if it beats the rule's plan again, head to head; else the rule's plan.
+
+    A slow spell of a shared machine can make one plan look fast in one round of
+    many candidates (a 2-core VM ranked a plan 2.4x slower than the rule's first,
+    once): a second, two-way race decides, so tuning never makes a call slower.
+    """
+    from ._bench import Timing, time_interleaved
+
+    token = _timing.set(True)
+    try:
+        again = time_interleaved(
+            {winner: calls[winner][1], default: calls[default][1]},
+            [],
+            _sync,
+            repeats=repeats,
+            warmup=0,
+        )
+    finally:
+        _timing.reset(token)
+    new, old = again[winner], again[default]
+    if isinstance(new, Timing) and isinstance(old, Timing) and new.median < old.median:
+        return winner
+    return default
 
 
 def tune(
