@@ -309,17 +309,6 @@ def _progress(done: int, total: int, what: str) -> None:
     )
 
 
-def _cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo`` on Linux), for every benchmark report."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def _bench_run(args: argparse.Namespace) -> int:
     backends, skipped = _runnable(args.backend or list(BENCH_BACKENDS))
     for backend_id, reason in skipped:
@@ -347,7 +336,7 @@ def _bench_run(args: argparse.Namespace) -> int:
     if args.json:
         meta = {
             "machine": platform.machine(),
-            "cpu": _cpu_model(),
+            "cpu": _tune.cpu_model(),
             "cores": os.cpu_count(),
             "gpu": _tune.gpu_name() if any(b.gpu for b in backends) else None,
             "loadavg": os.getloadavg(),
@@ -362,7 +351,7 @@ def _bench_run(args: argparse.Namespace) -> int:
         records_json = [dataclasses.asdict(r) for r in records]
         Path(args.json).write_text(json.dumps({"meta": meta, "records": records_json}, indent=1))
     if args.plot:
-        _bench.plot(records, args.plot, title=f"mlequations bench on {_cpu_model()}")
+        _bench.plot(records, args.plot, title=f"mlequations bench on {_tune.cpu_model()}")
     failed = [r for r in records if r.error]
     for r in failed:
         print(f"failed: {r.op} {r.case} on {r.backend} ({r.impl}): {r.error}", file=sys.stderr)
@@ -394,10 +383,10 @@ def _bench_compile(
     print(
         "compile s: the first call of a freshly compiled function; run ms: the best compiled "
         "run after it; eager ms: the best uncompiled run (torch); p/n: portable / native, "
-        f"timed in this process on {_cpu_model()}"
+        f"timed in this process on {_tune.cpu_model()}"
     )
     if args.json:
-        meta = {"cpu": _cpu_model(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
+        meta = {"cpu": _tune.cpu_model(), "cores": os.cpu_count(), "loadavg": os.getloadavg()}
         rows = [dataclasses.asdict(r) for r in records]
         Path(args.json).write_text(json.dumps({"meta": meta, "compiled": rows}, indent=1))
     for r in records:
