@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import mlequations as mle
@@ -24,6 +26,14 @@ def _posterior(prior: np.ndarray, likelihood: np.ndarray, axis: int = -1) -> np.
     """Plain float64 Bayes: the textbook product and normalisation."""
     unnormalised = prior * likelihood
     return unnormalised / unnormalised.sum(axis=axis, keepdims=True)
+
+
+def _exact_posterior(prior: np.ndarray, likelihood: np.ndarray) -> np.ndarray:
+    """Bayes in exact rational arithmetic, rounded once: right where float64's product
+    underflows (a subnormal prior times a likelihood below 1), as the textbook's is not."""
+    unnormalised = [Fraction(p) * Fraction(q) for p, q in zip(prior, likelihood, strict=True)]
+    total = sum(unnormalised)
+    return np.asarray([float(u / total) for u in unnormalised])
 
 
 class TestBayesRule:
@@ -80,6 +90,9 @@ class TestBayesRule:
         st.lists(st.floats(0.0, 1.0), min_size=2, max_size=6),
         st.lists(st.floats(1e-6, 1.0), min_size=6, max_size=6),
     )
+    # Subnormal priors, where float64's own product underflows (found by hypothesis).
+    @example(prior=[1e-300, 5e-324], likelihood=[1.0, 0.5, 1.0, 1.0, 1.0, 1.0])
+    @example(prior=[0.0, 5e-324], likelihood=[1.0, 0.5, 1.0, 1.0, 1.0, 1.0])
     def test_posterior_is_a_distribution(self, prior, likelihood):
         prior = np.asarray(prior)
         if prior.sum() == 0:
@@ -89,7 +102,7 @@ class TestBayesRule:
         assert float(posterior.sum()) == pytest.approx(1.0, abs=1e-12)
         assert np.all(posterior >= 0)
         np.testing.assert_allclose(
-            posterior, _posterior(prior, likelihood), rtol=1e-12, atol=1e-300
+            posterior, _exact_posterior(prior, likelihood), rtol=1e-12, atol=1e-300
         )
 
     def test_jax_grad_finite_with_a_zero_prior(self):

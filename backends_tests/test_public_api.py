@@ -27,6 +27,8 @@ def test_docstring_has_math_and_an_example(name):
 def test_every_public_function_is_registered(name):
     registered = {e.name.split("(")[0] for e in equations()}
     obj = getattr(mlequations, name)
-    if inspect.isclass(obj) or getattr(obj, "__mle_unregistered__", False):
+    if getattr(obj, "__mle_unregistered__", False):
+        pytest.skip(f"{name} times plans and computes no equation (tested in test_tune.py)")
+    if inspect.isclass(obj):
         pytest.skip(f"{name} is exercised through its methods' registry entries")
     assert name in registered, f"{name} is not registered with `mlequations check`"
