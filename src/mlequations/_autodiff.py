@@ -22,6 +22,10 @@ A rule is two functions of the standard:
 ``backward(arrays, out, saved, dout, needs, static) -> grads``
     one gradient (or ``None``) per entry of `arrays`; `needs` says which of them
     are wanted (PyTorch knows; JAX asks for all and drops what it does not use).
+    `out` is ``None`` for a rule registered with ``keeps_output=False``
+    (convolution's backward pass needs only the inputs): PyTorch then holds no
+    reference to the output, so a user's in-place operation on it (``relu_``)
+    stays legal, as it is after ``F.conv2d``.
 
 Double backward: on PyTorch, a backward pass run with ``create_graph=True``
 recomputes the forward's saved arrays from the inputs, so autograd records the
@@ -45,9 +49,18 @@ Backward = Callable[..., tuple[Array | None, ...]]
 
 
 def apply(
-    forward: Forward, backward: Backward, arrays: tuple[Any, ...], static: Any, xp: Namespace
+    forward: Forward,
+    backward: Backward,
+    arrays: tuple[Any, ...],
+    static: Any,
+    xp: Namespace,
+    *,
+    keeps_output: bool = True,
 ) -> Array:
-    """`forward(arrays, static)[0]`, differentiable through `backward` where autodiff exists."""
+    """`forward(arrays, static)[0]`, differentiable through `backward` where autodiff exists.
+
+    `keeps_output`: whether `backward` reads the output (else it gets ``None``).
+    """
     if is_torch(xp):
         import torch
 
@@ -59,15 +72,17 @@ def apply(
         if wants_grad:
             from ._autodiff_torch import Rule
 
-            out: Array = Rule.apply(forward, backward, static, *arrays)[0]  # type: ignore[no-untyped-call]
+            out: Array = Rule.apply(forward, backward, static, keeps_output, *arrays)[0]  # type: ignore[no-untyped-call]
             return out
     elif is_jax(xp):
-        return _jax_function(forward, backward)(static, arrays)
+        return _jax_function(forward, backward, keeps_output)(static, arrays)
     return forward(arrays, static)[0]
 
 
 @functools.cache
-def _jax_function(forward: Forward, backward: Backward) -> Callable[[Any, Any], Array]:
+def _jax_function(
+    forward: Forward, backward: Backward, keeps_output: bool
+) -> Callable[[Any, Any], Array]:
     import jax
 
     @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -76,7 +91,7 @@ def _jax_function(forward: Forward, backward: Backward) -> Callable[[Any, Any], 
 
     def rule_forward(static: Any, arrays: tuple[Any, ...]) -> tuple[Array, Any]:
         out, saved = forward(arrays, static)
-        return out, (arrays, out, saved)
+        return out, (arrays, out if keeps_output else None, saved)
 
     def rule_backward(static: Any, residuals: Any, dout: Array) -> tuple[Any]:
         arrays, out, saved = residuals

@@ -20,12 +20,13 @@ and the benchmark baselines.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import array_api_extra as xpx
 
-from . import _tune
+from . import _autodiff, _tune
 from ._xp import Array, Namespace, accelerator, device, float_dtypes, is_jax, is_traced, namespace
 
 __all__ = ["conv2d"]
@@ -154,6 +155,80 @@ def _patches(
     return xp.take(flat, xp.reshape(index, (-1,)), axis=2)  # (N, C, KH·KW·Ho·Wo)
 
 
+def _bands(x: Array, kernel: Pair, out: Pair, traced: bool) -> list[Pair]:
+    """``(first output row, rows)`` of each band whose patches are unfolded at once.
+
+    At most ``_CHUNK`` elements of patches a band: a patch matrix of hundreds of
+    megabytes would cost more in fresh memory (page faults) and cache misses than
+    the product. Traced, one band: the compiler does the tiling.
+    """
+    if traced:
+        return [(0, out[0])]
+    N, C = x.shape[:2]
+    band = max(1, _CHUNK // (N * C * kernel[0] * kernel[1] * out[1]))  # output rows per band
+    return [(h, min(band, out[0] - h)) for h in range(0, out[0], band)]
+
+
+def _columns(
+    x: Array,
+    kernel: Pair,
+    groups: int,
+    out: Pair,
+    stride: Pair,
+    dilation: Pair,
+    band: Pair,
+    traced: bool,
+    xp: Namespace,
+    *,
+    channels_first: bool = False,
+) -> Array:
+    """The patch matrix ``(N, G, T·Cg, rows·Wo)`` of the padded `x` for one band of output rows.
+
+    With ``channels_first=True``, `x` is ``(C, N, Hp, Wp)`` and the matrix ``(G,
+    T·Cg, N·rows·Wo)``: the samples join the pixels (the weight gradient's product).
+
+    Kernel tap ``(i, j)`` meets output pixel ``(h, w)`` at input pixel
+    ``(h·sH + i·dH, w·sW + j·dW)``, so the tap's pixels for all outputs are one
+    strided slice of the padded image; stacking the ``T = KH·KW`` slices is the
+    patch matrix, tap-major (a Dask reshape may merge a chunked axis into a
+    whole one). Traced, it is instead one gather (:func:`_patches`) in
+    channel-major order ``(N, G, Cg·T, Ho·Wo)``: a compiler sees a handful of
+    operations, where the loop over taps unrolled into hundreds (the 7×7 stem:
+    616 nodes under ``torch.compile``, 409 s to compile). :func:`_flat_weight`
+    lays the kernels out in the matching order.
+    """
+    N, C = x.shape[:2]
+    Cg, T = C // groups, kernel[0] * kernel[1]
+    if traced:
+        cols = _patches(x, kernel, out, stride, dilation, xp)  # (N, C, KH·KW·Ho·Wo)
+        return xp.reshape(cols, (N, groups, Cg * T, out[0] * out[1]))
+    (sH, sW), (dH, dW) = stride, dilation
+    h, rows = band
+    span = (out[1] - 1) * sW + 1  # the columns one tap reads
+    top, bottom = h * sH, h * sH + (rows - 1) * sH + 1
+    taps = [
+        x[:, :, top + i * dH : bottom + i * dH : sH, j * dW : j * dW + span : sW]
+        for i in range(kernel[0])
+        for j in range(kernel[1])
+    ]  # T × (N, C, rows, Wo), views of the input, one slice each (cheap on tiny images)
+    if channels_first:  # (C, N, rows, Wo) each: N and C above are the other way round
+        taps = [xp.reshape(t, (groups, N // groups, C, rows, out[1])) for t in taps]
+        cols = xp.stack(taps, axis=1)  # (G, T, Cg, N, rows, Wo): the one copy
+        return xp.reshape(cols, (groups, T * (N // groups), C * rows * out[1]))
+    taps = [xp.reshape(t, (N, groups, Cg, rows, out[1])) for t in taps]  # still views
+    cols = xp.stack(taps, axis=2)  # (N, G, T, Cg, rows, Wo): the one copy
+    return xp.reshape(cols, (N, groups, T * Cg, rows * out[1]))
+
+
+def _flat_weight(weight: Array, groups: int, traced: bool, xp: Namespace) -> Array:
+    """The kernels ``(G, K/G, ·)`` in the order of :func:`_columns`' rows."""
+    K, Cg, KH, KW = weight.shape
+    if traced:
+        return xp.reshape(weight, (groups, K // groups, Cg * KH * KW))  # a view
+    w = xp.permute_dims(weight, (0, 2, 3, 1))  # (K, KH, KW, Cg): tap-major rows
+    return xp.reshape(w, (groups, K // groups, KH * KW * Cg))
+
+
 def _im2col(
     x: Array,
     weight: Array,
@@ -165,50 +240,16 @@ def _im2col(
     xp: Namespace,
     traced: bool = False,
 ) -> Array:
-    """Unfold every patch into a column, then one (batched) matrix product.
-
-    Kernel tap ``(i, j)`` meets output pixel ``(h, w)`` at input pixel
-    ``(h·sH + i·dH, w·sW + j·dW)``, so the tap's pixels for all outputs are one
-    strided slice of the padded image; stacking the ``KH·KW`` slices is the
-    patch matrix. The patches are unfolded a band of output rows at a time, at
-    most ``_CHUNK`` elements each: a patch matrix of hundreds of megabytes would
-    cost more in fresh memory (page faults) and cache misses than the product.
-
-    Traced (``traced=True``), the patch matrix is instead one gather
-    (:func:`_patches`) and the whole batch one product: a compiler sees a
-    handful of operations, where the loops over bands and taps unrolled into
-    hundreds (the 7×7 stem: 616 nodes under ``torch.compile``, 409 s to compile).
-    """
+    """Unfold every patch into a column, then one (batched) matrix product per band."""
     x = _zero_pad(x, *pads, xp)  # (N, C, Hp, Wp)
-    N, C = x.shape[:2]
-    K, Cg, KH, KW = weight.shape
-    T = KH * KW
-    if traced:
-        cols = _patches(x, (KH, KW), out, stride, dilation, xp)  # (N, C, KH·KW·Ho·Wo)
-        cols = xp.reshape(cols, (N, groups, Cg * T, out[0] * out[1]))  # (N, G, Cg·T, L)
-        w = xp.reshape(weight, (groups, K // groups, Cg * T))  # (G, K/G, Cg·T), a view
-        return xp.reshape(w @ cols, (N, K, *out))
-    w = xp.permute_dims(weight, (0, 2, 3, 1))  # (K, KH, KW, Cg): tap-major rows
-    w = xp.reshape(w, (groups, K // groups, T * Cg))  # (G, K/G, T·Cg)
-    band = max(1, _CHUNK // (N * C * T * out[1]))  # output rows per product
-    (sH, sW), (dH, dW) = stride, dilation
-    span = (out[1] - 1) * sW + 1  # the columns one tap reads
-    ys = []
-    for h in range(0, out[0], band):
-        rows = min(h + band, out[0]) - h
-        top, bottom = h * sH, h * sH + (rows - 1) * sH + 1
-        taps = [
-            x[:, :, top + i * dH : bottom + i * dH : sH, j * dW : j * dW + span : sW]
-            for i in range(KH)
-            for j in range(KW)
-        ]  # T × (N, C, rows, Wo), views of the input, one slice each (cheap on tiny images)
-        # Tap-major, (G, T, Cg): a Dask reshape may merge a chunked axis into a whole one.
-        taps = [xp.reshape(t, (N, groups, Cg, rows, out[1])) for t in taps]  # still views
-        cols = xp.stack(taps, axis=2)  # (N, G, T, Cg, rows, Wo): the one copy
-        cols = xp.reshape(cols, (N, groups, T * Cg, rows * out[1]))  # (N, G, T·Cg, L)
-        ys.append(w @ cols)  # (N, G, K/G, L)
+    K, _, KH, KW = weight.shape
+    w = _flat_weight(weight, groups, traced, xp)  # (G, K/G, T·Cg)
+    ys = [
+        w @ _columns(x, (KH, KW), groups, out, stride, dilation, band, traced, xp)
+        for band in _bands(x, (KH, KW), out, traced)
+    ]  # each (N, G, K/G, rows·Wo)
     y = _join(ys, axis=-1, xp=xp)  # (N, G, K/G, Ho·Wo)
-    return xp.reshape(y, (N, K, *out))
+    return xp.reshape(y, (x.shape[0], K, *out))
 
 
 def _phases(
@@ -738,11 +779,59 @@ def conv2d(
             f'`method`="winograd" needs a 3×3 kernel with stride 1 and dilation 1, got a '
             f"{KH}×{KW} kernel with stride {stride} and dilation {dilation}"
         )
-    out = ((Hp - reach[0]) // stride[0] + 1, (Wp - reach[1]) // stride[1] + 1)
-
     x = xp.astype(x, work, copy=False)
     weight = xp.astype(weight, work, copy=False)
+    if bias is not None:
+        bias = xp.astype(bias, work, copy=False)
     traced = is_traced(input, weight, bias)
+    static = _plan(x, weight, groups, pads, stride, dilation, method, traced, xp)
+    y = _autodiff.apply(_forward, _backward, (x, weight, bias), static, xp, keeps_output=False)
+    if not batched:
+        y = y[0, ...]
+    return xp.astype(y, out_dtype, copy=False)
+
+
+# -- training: a backward pass that keeps only the inputs ------------------------------
+#
+# Autograd through a forward plan would keep what that plan made: im2col's patch
+# matrix (KH·KW times the input), Winograd's transformed tiles, the FFT's spectra,
+# and would replay its slices and stacks backwards as scatters into zeros. The
+# rule below keeps the inputs alone and writes both gradients as what they are,
+# a convolution and a patch-matrix product, so training a CNN needs the memory of
+# its forward pass and each backward product runs on the forward pass's fast paths.
+
+
+class _Conv(NamedTuple):
+    """Everything of one convolution but its arrays (hashable: the autodiff seam's `static`)."""
+
+    groups: int
+    out: Pair
+    pads: tuple[Pair, Pair]
+    stride: Pair
+    dilation: Pair
+    method: str
+    traced: bool
+    xp: Namespace
+
+
+def _plan(
+    x: Array,
+    weight: Array,
+    groups: int,
+    pads: tuple[Pair, Pair],
+    stride: Pair,
+    dilation: Pair,
+    method: str,
+    traced: bool,
+    xp: Namespace,
+) -> _Conv:
+    """The output size and, for ``method="auto"``, the method of a validated convolution."""
+    K, Cg, KH, KW = weight.shape
+    rows, cols = (x.shape[2] + sum(pads[0]), x.shape[3] + sum(pads[1]))  # padded
+    out = (
+        (rows - (KH - 1) * dilation[0] - 1) // stride[0] + 1,
+        (cols - (KW - 1) * dilation[1] - 1) // stride[1] + 1,
+    )
     if method == "auto":
         method = _auto(
             xp, groups, (Cg, K // groups), (KH, KW), stride, dilation, out, traced=traced
@@ -750,21 +839,185 @@ def conv2d(
         # The accelerator rule, or a measured method (issue 21, _tune.py).
         options = {"stride": stride, "padding": pads, "dilation": dilation, "groups": groups}
         method = _tune.conv2d_method(method, x, weight, options, out, xp)
+    return _Conv(groups, out, pads, stride, dilation, method, traced, xp)
+
+
+def _forward(arrays: tuple[Any, ...], c: _Conv) -> tuple[Array, tuple[()]]:
+    """``(N, K, Ho, Wo)`` by the chosen method, plus the bias; nothing kept beyond the inputs."""
+    x, weight, bias = arrays
+    xp = c.xp
+    K, Cg = weight.shape[:2]
     if x.shape[0] == 0 or Cg == 0 or K == 0:
         # No sample, or an empty sum over channels: zeros, computed by no algorithm
         # (Dask's reshape and MKL's FFT reject zero-size arrays).
-        y = xp.zeros((x.shape[0], K, *out), dtype=work, device=device(x))
-    elif method == "fft":  # every method pads (or not) as it needs: one copy at most
-        y = _fft(x, weight, groups, out, pads, stride, dilation, xp, traced)  # (N, K, Ho, Wo)
-    elif method == "im2col":
-        y = _im2col(x, weight, groups, out, pads, stride, dilation, xp, traced)  # (N, K, Ho, Wo)
-    elif method == "winograd":
-        y = _winograd(x, weight, groups, out, pads, xp, traced)  # (N, K, Ho, Wo)
+        y = xp.zeros((x.shape[0], K, *c.out), dtype=x.dtype, device=device(x))
+    elif c.method == "fft":  # every method pads (or not) as it needs: one copy at most
+        y = _fft(x, weight, c.groups, c.out, c.pads, c.stride, c.dilation, xp, c.traced)
+    elif c.method == "im2col":
+        y = _im2col(x, weight, c.groups, c.out, c.pads, c.stride, c.dilation, xp, c.traced)
+    elif c.method == "winograd":
+        y = _winograd(x, weight, c.groups, c.out, c.pads, xp, c.traced)
     else:
-        tile = None if traced or is_jax(xp) or accelerator(x) else _TILE  # no loop on a GPU
-        y = _shift(x, weight, groups, out, pads, stride, dilation, xp, tile)  # (N, K, Ho, Wo)
+        tile = None if c.traced or is_jax(xp) or accelerator(x) else _TILE  # no loop on a GPU
+        y = _shift(x, weight, c.groups, c.out, c.pads, c.stride, c.dilation, xp, tile)
     if bias is not None:
-        y = y + xp.reshape(xp.astype(bias, work, copy=False), (K, 1, 1))
-    if not batched:
-        y = y[0, ...]
-    return xp.astype(y, out_dtype, copy=False)
+        y = y + xp.reshape(bias, (K, 1, 1))
+    return y, ()
+
+
+def _backward(
+    arrays: tuple[Any, ...],
+    out: None,
+    saved: tuple[()],
+    dy: Array,
+    needs: tuple[bool, ...],
+    c: _Conv,
+) -> tuple[Array | None, ...]:
+    """The gradients of (input, weight, bias) from ``dy = ∂L/∂y``, each only where needed.
+
+    A network's first layer needs no input gradient, a frozen layer no weight
+    gradient: neither is computed then. The bias gradient is the sum of `dy` over
+    samples and pixels.
+    """
+    x, weight, bias = arrays
+    dx = _input_grad(dy, weight, x.shape, c) if needs[0] else None
+    dw = _weight_grad(x, dy, weight.shape, c) if needs[1] else None
+    db = c.xp.sum(dy, axis=(0, 2, 3)) if bias is not None and needs[2] else None
+    return dx, dw, db
+
+
+def _input_grad(dy: Array, weight: Array, shape: tuple[int, ...], c: _Conv) -> Array:
+    r"""$\partial L / \partial x$: the transposed convolution, written as convolutions.
+
+    Padded input row $r$ (columns likewise) meets output row $h$ through tap
+    $i$ where $r = h s + i d$, so
+
+    $$
+    \frac{\partial L}{\partial \tilde x_{n,c,r}} =
+        \sum_{k \in \text{group}(c)} \; \sum_{i \,:\, s \,\mid\, r - i d}
+        W_{k,c,i}\; g_{n,k,\,(r - i d)/s}, \qquad g = \partial L / \partial y .
+    $$
+
+    The rows of one phase $r \equiv a \pmod s$ meet the same taps, those with
+    $i d \equiv a$: for them the sum is a cross-correlation of $g$ with those
+    taps, flipped, their input and output channels swapped within each group
+    (:func:`_phase` gives the taps, their spacing and the padding). So each of
+    the $s_H s_W$ phases is one stride-1 convolution on the forward pass's plans
+    (``"auto"``'s pick: Winograd for a ResNet 3×3), and the phases interleave
+    into the gradient. No multiplication by an inserted zero is made (a stride
+    of 2 with zeros spread into $g$ would make four times the products).
+    """
+    xp = c.xp
+    N, C, H, W = shape
+    K, Cg, KH, KW = weight.shape
+    if N == 0 or C == 0 or K == 0:
+        return xp.zeros(tuple(shape), dtype=dy.dtype, device=device(dy))
+    (sH, sW), (dH, dW) = c.stride, c.dilation
+    (top, _), (left, _) = c.pads
+    w = xp.reshape(weight, (c.groups, K // c.groups, Cg, KH, KW))
+    w = xp.reshape(xp.permute_dims(w, (0, 2, 1, 3, 4)), (C, K // c.groups, KH, KW))
+    rows = [_phase(a, KH, sH, dH, top, H, c.out[0]) for a in range(sH)]
+    cols = [_phase(b, KW, sW, dW, left, W, c.out[1]) for b in range(sW)]
+    blocks = []
+    for taps_r, dil_r, fit_r, U in rows:
+        row = []
+        for taps_c, dil_c, fit_c, V in cols:
+            if taps_r is None or taps_c is None:  # no tap reaches this phase: no gradient
+                row.append(xp.zeros((N, C, U, V), dtype=dy.dtype, device=device(dy)))
+                continue
+            sub = xp.flip(w[:, :, taps_r, taps_c], axis=(2, 3))
+            g = _fit(dy, fit_r, fit_c, xp)
+            plan = _plan(g, sub, c.groups, ((0, 0), (0, 0)), (1, 1), (dil_r, dil_c), "auto",
+                         c.traced, xp)  # fmt: skip
+            # The forward pass's own plans, not conv2d: a custom autograd rule called in
+            # another's backward pass is what dynamo cannot trace, and autograd records
+            # these operations for a double backward (create_graph=True) all the same.
+            row.append(_forward((g, sub, None), plan)[0])  # (N, C, U, V)
+        blocks.append(row)
+    dx = _interleave(blocks, xp)  # (N, C, U·sH, V·sW): padded rows (top // sH)·sH on
+    return dx[:, :, top % sH : top % sH + H, left % sW : left % sW + W]
+
+
+def _phase(
+    a: int, k: int, s: int, d: int, start: int, length: int, out: int
+) -> tuple[slice | None, int, Pair, int]:
+    """The taps, their spacing and the padding of the input gradient's row phase `a`.
+
+    Rows ``r = s·u + a`` for ``u`` from ``start // s``, ``U`` of them (enough for
+    padded rows ``start .. start + length``). Tap ``i`` reaches them when ``i·d ≡ a
+    (mod s)``, first at ``i0`` then every ``s / gcd(s, d)``; from output row ``h = u
+    - o_i``, ``o_i = (i·d - a) / s``, which grows by ``d / gcd(s, d)``: that is the
+    dilation of the correlation over output rows, whose padding ``(before, after)``
+    (negative: a crop) makes its ``U`` results the rows wanted. Returns ``(taps,
+    dilation, (before, after), U)``, with `taps` None when no tap reaches the phase.
+    """
+    first_u, count = start // s, -(-(start % s + length) // s)
+    step = s // math.gcd(s, d)
+    first = next((i for i in range(min(step, k)) if (i * d - a) % s == 0), None)
+    if first is None:
+        return None, 1, (0, 0), count
+    taps = slice(first, k, step)
+    n = len(range(first, k, step))
+    dilation = d // math.gcd(s, d)
+    o_min = (first * d - a) // s
+    o_max = o_min + (n - 1) * dilation
+    return taps, dilation, (o_max - first_u, first_u + count - out - o_min), count
+
+
+def _interleave(blocks: list[list[Array]], xp: Namespace) -> Array:
+    """The phase blocks ``[a][b]``, each ``(N, C, U, V)``, as one ``(N, C, U·sH, V·sW)``.
+
+    Block ``[a][b]`` holds the rows ``u·sH + a`` and the columns ``v·sW + b``.
+    """
+    if len(blocks) == 1 and len(blocks[0]) == 1:
+        return blocks[0][0]
+    N, C, U, V = blocks[0][0].shape
+    rows = [xp.reshape(xp.stack(row, axis=-1), (N, C, U, V * len(row))) for row in blocks]
+    return xp.reshape(xp.stack(rows, axis=3), (N, C, U * len(blocks), -1))
+
+
+def _weight_grad(x: Array, dy: Array, shape: tuple[int, ...], c: _Conv) -> Array:
+    r"""$\partial L / \partial W$: the output gradient times the patch matrix, transposed.
+
+    $$
+    \frac{\partial L}{\partial W_{k,c,i,j}} = \sum_{n,h,w}
+        \frac{\partial L}{\partial y_{n,k,h,w}}\;
+        \tilde x_{n,\; g_k C/G + c,\; h s_H + i d_H,\; w s_W + j d_W},
+    $$
+
+    per group one product of ``(K/G, N·Ho·Wo)`` by ``(N·Ho·Wo, KH·KW·Cg)``: the
+    samples are a part of the long shared axis, so the product is one large
+    one, not a small one per sample. The patch matrix is recomputed band by
+    band, as ``"im2col"`` makes it (samples second: the channels of the padded
+    input come first), rather than kept from the forward pass.
+    """
+    xp = c.xp
+    K, Cg, KH, KW = shape
+    N, G = x.shape[0], c.groups
+    if N == 0 or Cg == 0 or K == 0:
+        return xp.zeros(tuple(shape), dtype=dy.dtype, device=device(dy))
+    if c.traced:  # one gather, one batched product, as the traced forward pass
+        cols = _columns(_zero_pad(x, *c.pads, xp), (KH, KW), G, c.out, c.stride, c.dilation,
+                        (0, c.out[0]), True, xp)  # fmt: skip
+        g = xp.reshape(dy, (N, G, K // G, c.out[0] * c.out[1]))
+        dw = xp.sum(g @ xp.matrix_transpose(cols), axis=0)  # (G, K/G, Cg·T)
+        return xp.reshape(dw, (K, Cg, KH, KW))
+    xc = xp.permute_dims(_zero_pad(x, *c.pads, xp), (1, 0, 2, 3))  # (C, N, Hp, Wp), a view
+    gc = xp.permute_dims(dy, (1, 0, 2, 3))  # (K, N, Ho, Wo), a view
+    parts = []
+    for band in _bands(x, (KH, KW), c.out, False):
+        cols = _columns(xc, (KH, KW), G, c.out, c.stride, c.dilation, band, False, xp,
+                        channels_first=True)  # fmt: skip
+        h, rows = band
+        g = xp.reshape(gc[:, :, h : h + rows, :], (G, K // G, N * rows * c.out[1]))
+        parts.append(g @ xp.matrix_transpose(cols))  # (G, K/G, T·Cg), this band's
+    dw = parts[0] if len(parts) == 1 else xp.sum(xp.stack(parts), axis=0)
+    return xp.permute_dims(xp.reshape(dw, (K, KH, KW, Cg)), (0, 3, 1, 2))
+
+
+def _fit(x: Array, rows: Pair, cols: Pair, xp: Namespace) -> Array:
+    """Pad with zeros where ``rows = (top, bottom)`` or `cols` are positive, crop where negative."""
+    (top, bottom), (left, right) = rows, cols
+    H, W = x.shape[2:]
+    x = x[:, :, max(-top, 0) : H - max(-bottom, 0), max(-left, 0) : W - max(-right, 0)]
+    return _zero_pad(x, (max(top, 0), max(bottom, 0)), (max(left, 0), max(right, 0)), xp)
