@@ -61,6 +61,17 @@ CASES = [
 CASE = {c[0]: c for c in CASES}
 # Float32 only (too large for gradcheck): "auto" picks Winograd at 32 channels.
 WIDE = ("wide-3x3", (1, 32, 14, 14), (32, 32, 3, 3), True, {"padding": 1})
+# 32 channels per group and 28×28 outputs or more: the weight gradient one tap at a time.
+LARGE = [
+    ("large-3x3", (2, 32, 28, 28), (32, 32, 3, 3), True, {"padding": 1}),
+    (
+        "large-grouped-dilated-strided",
+        (2, 64, 61, 58),
+        (64, 32, 3, 2),
+        True,
+        {"groups": 2, "dilation": (2, 1), "stride": 2, "padding": ((1, 2), (0, 1))},
+    ),
+]
 
 
 def _methods(wshape, options, methods=METHODS):
@@ -235,7 +246,7 @@ class TestTorchMatchesFConv2d:
                 msg=lambda m, n=name: f"{n}: {m}",
             )
 
-    @pytest.mark.parametrize(("case", "method"), _grid([*CASES, WIDE]))
+    @pytest.mark.parametrize(("case", "method"), _grid([*CASES, WIDE, *LARGE]))
     def test_gradients_float32(self, case, method):
         self._check(case, method, REQUIRES["all"])
 

@@ -990,6 +990,14 @@ def _weight_grad(x: Array, dy: Array, shape: tuple[int, ...], c: _Conv) -> Array
     one, not a small one per sample. The patch matrix is recomputed band by
     band, as ``"im2col"`` makes it (samples second: the channels of the padded
     input come first), rather than kept from the forward pass.
+
+    On large images with many channels the copy into the patch matrix costs
+    more than the products (a ResNet 3×3 at 56×56: 20 ms of 27 on the Intel
+    Xeon), and one product per tap on a flat view of the image costs none
+    (:func:`_tap_weight_grad`: 11 ms; ``conv2d_weight`` 7 ms). Measured there
+    on ResNet-18's layers: per tap from 32 channels per group and 28×28
+    outputs on, the patch matrix below (7×7 outputs with 512 channels: 4.5×
+    faster; the 7×7 stem's 3 channels: 2.5×).
     """
     xp = c.xp
     K, Cg, KH, KW = shape
@@ -1002,6 +1010,8 @@ def _weight_grad(x: Array, dy: Array, shape: tuple[int, ...], c: _Conv) -> Array
         g = xp.reshape(dy, (N, G, K // G, c.out[0] * c.out[1]))
         dw = xp.sum(g @ xp.matrix_transpose(cols), axis=0)  # (G, K/G, Cg·T)
         return xp.reshape(dw, (K, Cg, KH, KW))
+    if Cg >= 32 and min(c.out) >= 28:
+        return _tap_weight_grad(x, dy, shape, c)
     xc = xp.permute_dims(_zero_pad(x, *c.pads, xp), (1, 0, 2, 3))  # (C, N, Hp, Wp), a view
     gc = xp.permute_dims(dy, (1, 0, 2, 3))  # (K, N, Ho, Wo), a view
     parts = []
@@ -1013,6 +1023,28 @@ def _weight_grad(x: Array, dy: Array, shape: tuple[int, ...], c: _Conv) -> Array
         parts.append(g @ xp.matrix_transpose(cols))  # (G, K/G, T·Cg), this band's
     dw = parts[0] if len(parts) == 1 else xp.sum(xp.stack(parts), axis=0)
     return xp.permute_dims(xp.reshape(dw, (K, KH, KW, Cg)), (0, 3, 1, 2))
+
+
+def _tap_weight_grad(x: Array, dy: Array, shape: tuple[int, ...], c: _Conv) -> Array:
+    """The weight gradient one tap at a time, each a product with a view of the image.
+
+    As in ``"shift"`` (:func:`_phases`), tap ``(i, j)`` reads one contiguous
+    slice of a flat phase image for the outputs on an ``(Ho, Wq)`` grid; the
+    gradient, padded with zero columns to that grid, multiplies it directly,
+    no patch copied: ``(N, G, K/G, Ho·Wq) @ (N, G, Ho·Wq, Cg)``, summed over samples.
+    """
+    xp = c.xp
+    K, Cg, KH, KW = shape
+    N, G = x.shape[0], c.groups
+    flats, Wq, taps = _phases(x, c.pads, (KH, KW), c.out, c.stride, c.dilation, xp)
+    L = c.out[0] * Wq
+    g = _zero_pad(dy, (0, 0), (0, Wq - c.out[1]), xp)  # (N, K, Ho, Wq): extra columns add 0
+    g = xp.reshape(g, (N, G, K // G, L))
+    terms = []
+    for phase, offset in taps:
+        xt = xp.reshape(flats[phase][:, :, offset : offset + L], (N, G, Cg, L))  # a view
+        terms.append(xp.sum(g @ xp.matrix_transpose(xt), axis=0))  # (G, K/G, Cg)
+    return xp.reshape(xp.stack(terms, axis=-1), (K, Cg, KH, KW))  # taps row-major
 
 
 def _fit(x: Array, rows: Pair, cols: Pair, xp: Namespace) -> Array:
