@@ -2,7 +2,8 @@
 
 Some equations have a backward pass worth writing by hand: attention's, which
 recomputes its tiles instead of letting autograd record them, so that training
-keeps the memory bound of the forward pass. Both halves are written once in the
+keeps the memory bound of the forward pass, and conv2d's, which keeps only its
+inputs where autograd would keep a patch matrix. Both halves are written once in the
 standard; this module registers the pair with the library's own autodiff:
 
 * PyTorch: a ``torch.autograd.Function`` (in ``_autodiff_torch.py``, imported
