@@ -319,6 +319,24 @@ def test_convert_conv2d_on_transformers_vision_models(kind):
         _rel_close(g, ref_grads[name], 1e-4, name)
 
 
+@pytest.mark.parametrize("kind", ["resnet", "convnext"])
+def test_converted_vision_models_train_compiled_without_graph_break(kind):
+    from mlequations.integrations.torch import convert_conv2d
+
+    native = _vision(kind).train()
+    ours = convert_conv2d(copy.deepcopy(native))
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    native(pixel_values=x).logits.square().sum().backward()
+    # aot_eager traces the backward pass too: conv2d's backward rule under dynamo.
+    compiled = torch.compile(ours, fullgraph=True, backend="aot_eager")
+    logits = compiled(pixel_values=x).logits
+    logits.square().sum().backward()
+    _rel_close(logits.detach(), native(pixel_values=x).logits.detach(), 1e-5, "logits")
+    reference = dict(native.named_parameters())
+    for name, p in ours.named_parameters():
+        _rel_close(p.grad, reference[name].grad, 1e-4, name)
+
+
 # --- flax ----------------------------------------------------------------------------
 
 
