@@ -298,6 +298,9 @@ COMPILED = [
     # "aot_eager" traces the backward pass too, as inductor compiles it.
     pytest.param(CASE["padding-1"], "winograd", "aot_eager", id="winograd-padding-1-aot_eager"),
     pytest.param(CASE["everything"], "im2col", "aot_eager", id="im2col-everything-aot_eager"),
+    # 28×28 outputs and more: "auto" picks "shift" under dynamo, and the weight gradient
+    # runs one product per tap.
+    *(pytest.param(c, "auto", "aot_eager", id=f"auto-{c[0]}-aot_eager") for c in LARGE),
 ]
 
 
