@@ -814,10 +814,11 @@ def conv2d(
 #
 # Autograd through a forward plan would keep what that plan made: im2col's patch
 # matrix (KH·KW times the input), Winograd's transformed tiles, the FFT's spectra,
-# and would replay its slices and stacks backwards as scatters into zeros. The
-# rule below keeps the inputs alone and writes both gradients as what they are,
-# a convolution and a patch-matrix product, so training a CNN needs the memory of
-# its forward pass and each backward product runs on the forward pass's fast paths.
+# and would replay its slices and stacks backwards as scatters into zeros. On
+# PyTorch the rule below keeps the inputs alone and writes both gradients as what
+# they are, convolutions and a patch-matrix product, so training a CNN needs the
+# memory of its forward pass and each backward product runs on the forward pass's
+# fast paths. (XLA differentiates the forward plan itself: see conv2d.)
 
 
 class _Conv(NamedTuple):
@@ -1023,10 +1024,10 @@ def _weight_grad(x: Array, dy: Array, shape: tuple[int, ...], c: _Conv) -> Array
     N, G = x.shape[0], c.groups
     if N == 0 or Cg == 0 or K == 0:
         return xp.zeros(tuple(shape), dtype=dy.dtype, device=device(dy))
+    if Cg >= 32 and min(c.out) >= 28 and (not c.traced or KH * KW <= _TRACED_TAPS):
+        return _tap_weight_grad(x, dy, shape, c)  # traced: one term per tap, as "shift"
     xc = xp.permute_dims(_zero_pad(x, *c.pads, xp), (1, 0, 2, 3))  # (C, N, Hp, Wp), a view
     gc = xp.permute_dims(dy, (1, 0, 2, 3))  # (K, N, Ho, Wo), a view
-    if c.traced and KH * KW <= _TRACED_TAPS and Cg >= 32 and min(c.out) >= 28:
-        return _tap_weight_grad(x, dy, shape, c)
     if c.traced:  # one gather and one product, as the traced forward pass
         T, L = KH * KW, c.out[0] * c.out[1]
         cols = _patches(xc, (KH, KW), c.out, c.stride, c.dilation, xp)  # (C, N, T·L)
@@ -1034,8 +1035,6 @@ def _weight_grad(x: Array, dy: Array, shape: tuple[int, ...], c: _Conv) -> Array
         cols = xp.reshape(cols, (G, Cg * T, N * L))
         g = xp.reshape(gc, (G, K // G, N * L))
         return xp.reshape(g @ xp.matrix_transpose(cols), (K, Cg, KH, KW))
-    if Cg >= 32 and min(c.out) >= 28:
-        return _tap_weight_grad(x, dy, shape, c)
     parts = []
     for band in _bands(x, (KH, KW), c.out, False):
         cols = _columns(xc, (KH, KW), G, c.out, c.stride, c.dilation, band, False, xp,
