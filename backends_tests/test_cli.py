@@ -119,6 +119,49 @@ def test_check_in_worker_processes_agrees_with_one_process(capsys, tmp_path, mon
         assert f"check: {backend_id} done" in two.err
 
 
+def test_check_says_why_a_backend_cannot_run_here(capsys):
+    from mlequations._backends import by_id
+
+    absent = [b.id for b in BACKENDS if b.gpu and b.skip_reason() is not None]
+    if not absent:
+        pytest.skip("every GPU backend runs on this machine")
+    for jobs in ("1", "2"):  # asked in this process, then in the workers
+        args = ["check", "--backend", "numpy", "--backend", absent[0], "--only", "sigmoid"]
+        assert main([*args, "--jobs", jobs, "--no-cache"]) == 0
+        out = capsys.readouterr().out
+        assert out.splitlines()[0].split() == ["equation", "numpy"]
+        assert f"skipped {absent[0]}: {by_id(absent[0]).skip_reason()}" in out
+
+
+def test_check_leaves_torch_and_jax_to_its_workers(tmp_path):
+    # The main process only schedules: importing torch and JAX there cost seconds
+    # before any worker started.
+    code = (
+        "import sys\n"
+        "from mlequations.cli import main\n"
+        "if __name__ == '__main__':\n"
+        "    assert main(['check', '--only', 'sigmoid', '--jobs', '2']) == 0\n"
+        "    print(sorted({'torch', 'jax', 'dask'} & set(sys.modules)))\n"
+    )
+    script = tmp_path / "check.py"
+    script.write_text(code)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+        cwd=tmp_path, env={**os.environ, "XDG_CACHE_HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+def test_check_workers_compile_quickly_and_keep_the_users_xla_flags(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=1")
+    monkeypatch.setattr(cli, "_QUEUE", None)
+    cli._worker_init(None)
+    flags = os.environ["XLA_FLAGS"].split()
+    assert "--xla_backend_optimization_level=0" in flags
+    assert flags[-1] == "--xla_force_host_platform_device_count=1"  # the user's come last
+
+
 def test_python_dash_m_check_starts_its_workers(tmp_path):
     # Workers are spawned, and import __main__ again: it must not rerun the command.
     result = subprocess.run(
@@ -144,6 +187,8 @@ def test_progress_bar_names_backend_and_equation():
     assert "jax float32: gp_posterior" in stream.getvalue()
     progress("done", "jax", "float32", "gp_posterior")
     assert "1/4" in stream.getvalue().rsplit("\r", 1)[-1]
+    progress("skip", "jax", "float64", "")  # a backend that cannot run counts as done
+    assert "3/4" in stream.getvalue().rsplit("\r", 1)[-1]
     progress.close()
 
 

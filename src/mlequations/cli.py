@@ -15,6 +15,7 @@ import argparse
 import concurrent.futures
 import dataclasses
 import importlib.metadata
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -78,13 +79,21 @@ def _info(_: argparse.Namespace) -> int:
     return 0
 
 
+_NO_VALUES = "holds no values to compare (device propagation is tested per chapter)"
+
+
+def _installed(library: str) -> bool:
+    """Whether `library` can be imported, without importing it (torch takes seconds)."""
+    return importlib.util.find_spec(library) is not None
+
+
 def _runnable(ids: Sequence[str] | None) -> tuple[list[Backend], list[tuple[str, str]]]:
     chosen = [by_id(i) for i in ids] if ids else [b for b in BACKENDS if b.values]
     runnable, skipped = [], []
     for backend in chosen:
         reason = backend.skip_reason()
         if reason is None and not backend.values:
-            reason = "holds no values to compare (device propagation is tested per chapter)"
+            reason = _NO_VALUES
         if reason is None:
             runnable.append(backend)
         else:
@@ -105,12 +114,17 @@ def _cell(results: list[CheckResult]) -> str:
 #
 # Nearly all of the time goes to JAX compiling: eagerly, every operation is
 # compiled once per shape and dtype (about 20-40 ms each on a small CPU, some
-# 2,500 compilations for the registry), and under `jax.jit` every call is one
+# 2,000 compilations for the registry), and under `jax.jit` every call is one
 # larger compilation. Two things cut that without changing what is compared:
 # the float32 and float64 halves (which share no compilation) run in parallel
 # worker processes, one per core, and JAX's persistent compilation cache keeps
 # the compiled operations in the user's cache directory, so that a second
-# `mlequations check` loads them instead of compiling again.
+# `mlequations check` loads them instead of compiling again. The workers also ask
+# XLA for its quickest code generation (optimisation level 0, the plain emitters):
+# on arrays of a few dozen numbers the code's speed is irrelevant and compiling is
+# everything (35 ms per eager operation becomes 15-25 ms). XLA keeps IEEE
+# arithmetic at every level; only the order of a few vectorised sums changes, which
+# moved 15 of the 168 JAX cells by an ulp or two, far inside every tolerance.
 
 _Report = Callable[[str, str, str, str], None]  # (event, backend id, dtype, equation)
 
@@ -136,8 +150,17 @@ def _use_jax_cache(directory: str) -> None:
 
 def _check_task(
     backend_id: str, dtype: str, names: Sequence[str], cache: str | None, report: _Report
-) -> list[CheckResult]:
+) -> list[CheckResult] | str:
+    """The results of `names` on one backend in one dtype, or why it cannot run here.
+
+    The reason is asked here, in the worker, which imports the library anyway: the
+    main process then never imports torch or JAX (seconds of a check's start).
+    """
     backend = by_id(backend_id)
+    reason = backend.skip_reason()
+    if reason is not None:
+        report("skip", backend_id, dtype, "")
+        return reason
     if cache is not None and backend.library == "jax":
         _use_jax_cache(cache)
     wanted = set(names)
@@ -153,14 +176,24 @@ def _check_task(
 _QUEUE: Any = None
 
 
+_QUICK_XLA = (
+    "--xla_backend_optimization_level=0",
+    "--xla_llvm_disable_expensive_passes=true",
+    "--xla_cpu_use_fusion_emitters=false",
+)
+
+
 def _worker_init(events: Any) -> None:
     global _QUEUE
     _QUEUE = events
+    # Read when JAX first starts its CPU client, which no worker has done yet; the
+    # user's own flags come last, so that they win.
+    os.environ["XLA_FLAGS"] = " ".join([*_QUICK_XLA, os.environ.get("XLA_FLAGS", "")]).strip()
 
 
 def _worker_task(
     backend_id: str, dtype: str, names: Sequence[str], cache: str | None
-) -> list[CheckResult]:
+) -> list[CheckResult] | str:
     def report(event: str, backend_id: str, dtype: str, name: str) -> None:
         _QUEUE.put((event, backend_id, dtype, name))
 
@@ -172,7 +205,7 @@ class _Progress:
 
     def __init__(self, tasks: list[tuple[str, str]], per_task: int, stream: TextIO) -> None:
         self.stream, self.tty = stream, stream.isatty()
-        self.total, self.done = len(tasks) * per_task, 0
+        self.per_task, self.total, self.done = per_task, len(tasks) * per_task, 0
         self.left = {backend_id: per_task * len([t for t in tasks if t[0] == backend_id])
                      for backend_id, _ in tasks}  # fmt: skip
         self.started: dict[str, float] = {}
@@ -180,13 +213,16 @@ class _Progress:
         self.start = time.perf_counter()
 
     def __call__(self, event: str, backend_id: str, dtype: str, name: str) -> None:
-        if backend_id not in self.started:
+        if event == "skip":  # cannot run here: the footer says why
+            self.done += self.per_task
+            self.left[backend_id] -= self.per_task
+        elif backend_id not in self.started:
             self.started[backend_id] = time.perf_counter()
             if not self.tty:
                 print(f"check: {backend_id} ...", file=self.stream, flush=True)
         if event == "start":
             self.running[(backend_id, dtype)] = name
-        else:
+        elif event == "done":
             self.running.pop((backend_id, dtype), None)
             self.done += 1
             self.left[backend_id] -= 1
@@ -213,12 +249,14 @@ class _Progress:
 
 def _run_tasks(
     tasks: list[tuple[str, str]], names: list[str], jobs: int, cache: str | None, report: _Report
-) -> list[CheckResult]:
+) -> list[list[CheckResult] | str]:
     if jobs <= 1 or len(tasks) <= 1:
-        return [r for b, d in tasks for r in _check_task(b, d, names, cache, report)]
-    # spawn, not fork: the parent has imported JAX and torch, whose threads do not survive a fork.
+        return [_check_task(b, d, names, cache, report) for b, d in tasks]
+    # spawn, not fork: a program calling `main` may have imported JAX or torch, whose
+    # threads do not survive a fork.
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
+    others = set(multiprocessing.active_children())
     with concurrent.futures.ProcessPoolExecutor(
         min(jobs, len(tasks)), mp_context=context, initializer=_worker_init, initargs=(events,)
     ) as pool:
@@ -231,30 +269,43 @@ def _run_tasks(
                     report(*events.get(timeout=0.01 if pending else 0.5))
                 except queue.Empty:
                     break
-        return [r for future in futures for r in future.result()]
+        outcomes = [future.result() for future in futures]
+        # Every result is in: stop the workers rather than wait for each to tear down
+        # its torch and JAX (about 2 s of a check's end).
+        for worker in set(multiprocessing.active_children()) - others:
+            worker.terminate()
+        return outcomes
 
 
 def _check(args: argparse.Namespace) -> int:
-    backends, skipped = _runnable(args.backend)
+    chosen = [by_id(i) for i in args.backend] if args.backend else [b for b in BACKENDS if b.values]
+    skipped = {b.id: _NO_VALUES for b in chosen if not b.values}
     dtypes = args.dtype or list(FLOAT_DTYPES)
     entries: list[Equation] = [
         e for e in equations() if not args.only or e.name.split("(")[0] in args.only
     ]
     names = [e.name for e in entries]
-    tasks = [(b.id, d) for b in backends for d in dtypes if d in b.dtypes()]
+    tasks = [(b.id, d) for b in chosen if b.values for d in dtypes if d in b.dtypes()]
     order = sorted(tasks, key=lambda t: -_COST.get(t[0], 0.1))
     cache = None if args.no_cache else str(_jax_cache_dir())
     progress = _Progress(order, len(entries), sys.stderr)
     # Worker processes pay off when something compiles or builds graphs; NumPy and
     # array-api-strict alone finish in about a second, less than starting them takes.
-    heavy = any(_COST.get(b.id, 0.0) >= 1.0 for b in backends)
+    heavy = any(_COST.get(b, 0.0) >= 1.0 and _installed(by_id(b).library) for b, _ in tasks)
     jobs = args.jobs if args.jobs is not None else ((os.cpu_count() or 1) if heavy else 1)
     start = time.perf_counter()
     try:
-        results = _run_tasks(order, names, jobs, cache, progress)
+        outcomes = _run_tasks(order, names, jobs, cache, progress)
     finally:
         progress.close()
     seconds = time.perf_counter() - start
+    results: list[CheckResult] = []
+    for (backend_id, _), outcome in zip(order, outcomes, strict=True):
+        if isinstance(outcome, str):
+            skipped[backend_id] = outcome
+        else:
+            results.extend(outcome)
+    backends = [b for b in chosen if b.id not in skipped]
     by_cell: dict[tuple[str, str], list[CheckResult]] = {}
     for r in results:
         by_cell.setdefault((r.equation, r.backend), []).append(r)
@@ -279,10 +330,11 @@ def _check(args: argparse.Namespace) -> int:
         print(f"  {backend.id + ':':<{pad}}{backend.about}")
     if not args.backend:  # the installed backends that have no column, and why
         for backend in BACKENDS:
-            if not backend.values and backend.skip_reason() is None:
+            if not backend.values and _installed(backend.library):
                 print(f"  {backend.id + ':':<{pad}}{backend.about}")
-    for backend_id, reason in skipped:
-        print(f"skipped {backend_id}: {reason}")
+    for backend in chosen:
+        if backend.id in skipped:
+            print(f"skipped {backend.id}: {skipped[backend.id]}")
     for r in failures:
         print(f"FAIL {r.equation} on {r.backend} ({r.dtype}): {r.message}", file=sys.stderr)
     total = len(entries) * len(backends)
