@@ -153,6 +153,14 @@ class TestConv2d:
 
     @pytest.mark.parametrize("backend_id", FULL_GRID_BACKENDS)
     @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
+    def test_products_per_sample_match_torch(self, backend_id, case, monkeypatch):
+        # These images are small enough that "im2col" multiplies all samples at
+        # once; the per-sample products of larger images must agree as well.
+        monkeypatch.setattr(convolution, "_FOLD", 0)
+        _check(_full_grid_backend(backend_id), "float64", case, methods=("im2col",))
+
+    @pytest.mark.parametrize("backend_id", FULL_GRID_BACKENDS)
+    @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
     def test_one_row_tiles_match_torch(self, backend_id, case, monkeypatch):
         # Bands of one output row, one sample per tile: every boundary between the
         # tiles of "shift" and the chunks of "im2col" is crossed.

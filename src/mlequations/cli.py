@@ -115,16 +115,16 @@ def _cell(results: list[CheckResult]) -> str:
 # Nearly all of the time goes to JAX compiling: eagerly, every operation is
 # compiled once per shape and dtype (about 20-40 ms each on a small CPU, some
 # 2,000 compilations for the registry), and under `jax.jit` every call is one
-# larger compilation. Two things cut that without changing what is compared:
+# larger compilation. Three things cut that without changing what is compared:
 # the float32 and float64 halves (which share no compilation) run in parallel
 # worker processes, one per core, and JAX's persistent compilation cache keeps
 # the compiled operations in the user's cache directory, so that a second
-# `mlequations check` loads them instead of compiling again. The workers also ask
+# `mlequations check` loads them instead of compiling again; and the workers ask
 # XLA for its quickest code generation (optimisation level 0, the plain emitters):
 # on arrays of a few dozen numbers the code's speed is irrelevant and compiling is
 # everything (35 ms per eager operation becomes 15-25 ms). XLA keeps IEEE
 # arithmetic at every level; only the order of a few vectorised sums changes, which
-# moved 15 of the 168 JAX cells by an ulp or two, far inside every tolerance.
+# moved 15 of the 168 JAX cells by a few ulps, far inside every tolerance.
 
 _Report = Callable[[str, str, str, str], None]  # (event, backend id, dtype, equation)
 
