@@ -139,3 +139,13 @@ class TestFastPaths:
         assert (out.shape, out.dtype) == ((), np.float32)
         x = np.ones(3)
         assert _xp.as_array(x, xp) is x
+
+
+def test_split_batch_is_a_batch_in_several_dask_chunks(backend):
+    x = np.ones((4, 3))
+    if backend.library == "dask":
+        da = backend.module
+        assert _xp.split_batch(da.from_array(x, chunks=(2, 3)))
+        assert not _xp.split_batch(da.from_array(x, chunks=(4, 1)))  # one block of samples
+    else:
+        assert not _xp.split_batch(backend.asarray(x, "float32"))

@@ -46,6 +46,7 @@ __all__ = [
     "repeat",
     "scalar",
     "scan",
+    "split_batch",
 ]
 
 Array: TypeAlias = Any
@@ -268,6 +269,17 @@ def is_traced(*arrays: Any) -> bool:
         return True
     jax = sys.modules.get("jax")
     return jax is not None and any(isinstance(a, jax.core.Tracer) for a in arrays)
+
+
+def split_batch(x: Array, /) -> bool:
+    """Whether `x` is stored in several blocks along its first (batch) axis.
+
+    A chunked lazy array (Dask) computes block by block, each where it lives; a
+    product that mixes samples would gather the blocks into one and lose that.
+    Equations keep to per-sample work there even where mixing is faster in memory.
+    """
+    chunks = getattr(x, "chunks", None)  # Dask's block sizes per axis; no other library has it
+    return chunks is not None and len(chunks[0]) > 1
 
 
 def is_torch(xp: Namespace) -> bool:

@@ -27,7 +27,17 @@ from typing import Any, NamedTuple
 import array_api_extra as xpx
 
 from . import _autodiff, _tune
-from ._xp import Array, Namespace, accelerator, device, float_dtypes, is_jax, is_traced, namespace
+from ._xp import (
+    Array,
+    Namespace,
+    accelerator,
+    device,
+    float_dtypes,
+    is_jax,
+    is_traced,
+    namespace,
+    split_batch,
+)
 
 __all__ = ["conv2d"]
 
@@ -249,11 +259,12 @@ def _im2col(
     7×7 layers, 512 channels, batch 8: 8.7 ms as 8 products of 49 columns, 6.3 ms
     as one of 392, on the Intel Xeon). The image and the result are each moved
     once to put the samples beside the pixels, which is cheap at these sizes.
+    A batch in several Dask chunks keeps the per-sample products, and its chunks.
     """
     x = _zero_pad(x, *pads, xp)  # (N, C, Hp, Wp)
     N, K, (KH, KW) = x.shape[0], weight.shape[0], weight.shape[2:]
     w = _flat_weight(weight, groups, traced, xp)  # (G, K/G, T·Cg)
-    if not traced and N > 1 and out[0] * out[1] <= _FOLD:
+    if not traced and N > 1 and out[0] * out[1] <= _FOLD and not split_batch(x):
         xc = xp.permute_dims(x, (1, 0, 2, 3))  # (C, N, Hp, Wp)
         ys = [
             xp.reshape(
