@@ -174,17 +174,22 @@ def _float32_tolerance(method, expected):
     return {"rtol": 1e-4, "atol": max(1e-4, 1e-5 * scale)}
 
 
+def _conv_and_leaves(case, method, torch):
+    """`conv2d` with the case's options and method, and its float64 leaves (bias if any)."""
+    options = case[4]
+    leaves = tuple(t for t in _torch_leaves(case, torch.float64) if t is not None)
+
+    def conv(*args):
+        return mle.conv2d(*args, method=method, **options)
+
+    return conv, leaves
+
+
 class TestTorchGradcheck:
     @pytest.mark.parametrize(("case", "method"), _grid(CASES))
     def test_gradcheck_float64(self, case, method):
         torch = torch_or_skip()
-        options = case[4]
-        leaves = [t for t in _torch_leaves(case, torch.float64) if t is not None]
-
-        def conv(*args):
-            return mle.conv2d(*args, method=method, **options)
-
-        assert torch.autograd.gradcheck(conv, tuple(leaves), fast_mode=True)
+        assert torch.autograd.gradcheck(*_conv_and_leaves(case, method, torch), fast_mode=True)
 
     @pytest.mark.parametrize(
         ("case", "method"),
@@ -197,13 +202,7 @@ class TestTorchGradcheck:
     )
     def test_gradgradcheck_float64(self, case, method):
         torch = torch_or_skip()
-        options = case[4]
-        leaves = [t for t in _torch_leaves(case, torch.float64) if t is not None]
-
-        def conv(*args):
-            return mle.conv2d(*args, method=method, **options)
-
-        assert torch.autograd.gradgradcheck(conv, tuple(leaves), fast_mode=True)
+        assert torch.autograd.gradgradcheck(*_conv_and_leaves(case, method, torch), fast_mode=True)
 
 
 # Which of (input, weight, bias) require grad; bias None for "no-bias".

@@ -57,10 +57,14 @@ def apply(
     xp: Namespace,
     *,
     keeps_output: bool = True,
+    on_jax: bool = True,
 ) -> Array:
     """`forward(arrays, static)[0]`, differentiable through `backward` where autodiff exists.
 
     `keeps_output`: whether `backward` reads the output (else it gets ``None``).
+    `on_jax`: register the rule with JAX too; ``False`` lets XLA differentiate
+    `forward` as written, for a forward pass whose gathers XLA transposes and
+    fuses faster than the rule runs (conv2d's).
     """
     if is_torch(xp):
         import torch
@@ -75,7 +79,7 @@ def apply(
 
             out: Array = Rule.apply(forward, backward, static, keeps_output, *arrays)[0]  # type: ignore[no-untyped-call]
             return out
-    elif is_jax(xp):
+    elif is_jax(xp) and on_jax:
         return _jax_function(forward, backward, keeps_output)(static, arrays)
     return forward(arrays, static)[0]
 

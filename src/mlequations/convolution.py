@@ -829,14 +829,13 @@ def conv2d(
         bias = xp.astype(bias, work, copy=False)
     traced = is_traced(input, weight, bias)
     static = _plan(x, weight, groups, pads, stride, dilation, method, traced, xp)
-    if is_jax(xp):
-        # XLA differentiates the forward plan itself, fusing its transposed gathers: on
-        # ResNet-18's layers under jax.jit(grad) that measured as fast as the rule below
-        # or faster (a 3×3 at stride 2: 1.3× lax.conv against 1.9×), where torch's
-        # autograd replays the plan op by op and keeps its patch matrix.
-        y = _forward((x, weight, bias), static)[0]
-    else:
-        y = _autodiff.apply(_forward, _backward, (x, weight, bias), static, xp, keeps_output=False)
+    # Not on JAX: XLA differentiates the forward plan itself, fusing its transposed
+    # gathers; on ResNet-18's layers under jax.jit(grad) that measured as fast as the
+    # rule below or faster (a 3×3 at stride 2: 1.3× lax.conv against 1.9×), where
+    # torch's autograd replays the plan op by op and keeps its patch matrix.
+    y = _autodiff.apply(
+        _forward, _backward, (x, weight, bias), static, xp, keeps_output=False, on_jax=False
+    )
     if not batched:
         y = y[0, ...]
     return xp.astype(y, out_dtype, copy=False)
