@@ -171,6 +171,47 @@ class TestIsolation:
         assert groups == [["torch-cpu"], ["jax-jit"]]
         assert [r.backend for r in records] == ["torch-cpu", "jax-jit"]
 
+    def test_a_compiled_library_alone_still_runs_in_a_fresh_process(self, monkeypatch):
+        groups = []
+
+        def spy(ids, job):
+            groups.append(ids)
+            return [_bench.CompileRecord(i, "conv2d", "c", "portable", "x") for i in ids]
+
+        monkeypatch.setattr(_bench, "_compile_isolated", spy)
+        _bench.compile_run([by_id("torch-cpu")], ["conv2d"], quick=True)
+        assert groups == [["torch-cpu"]]
+
+    def test_the_compile_process_starts_with_an_empty_inductor_cache(self, monkeypatch):
+        import subprocess
+        from pathlib import Path
+
+        seen = {}
+
+        def fake_run(command, **kwargs):
+            seen.update(kwargs["env"])
+            return subprocess.CompletedProcess(command, 1, b"", b"boom")
+
+        monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere/warm")
+        monkeypatch.setattr(_bench.subprocess, "run", fake_run)
+        records = _bench._compile_isolated(
+            ["torch-cpu"], (["conv2d"], True, "float32", 1, None, "eager")
+        )
+        cache = seen["TORCHINDUCTOR_CACHE_DIR"]
+        assert cache != "/somewhere/warm"
+        assert not Path(cache).exists()  # a directory of that run alone, gone with it
+        assert "died (exit 1): boom" in (records[0].error or "")
+
+    def test_compile_kernel_warms_the_compiler_before_the_timed_compile(self, monkeypatch):
+        pytest.importorskip("torch")
+        warmed = []
+        monkeypatch.setattr(_bench, "warm_compiler", lambda *a: warmed.append(a))
+        compiled = _bench.compile_kernel(lambda x: x + 1, by_id("torch-cpu"), "eager")
+        assert warmed == [("torch", "eager")]
+        import torch
+
+        assert torch.equal(compiled(torch.ones(3)), torch.full((3,), 2.0))
+
     def test_one_library_runs_in_process(self, monkeypatch):
         monkeypatch.setattr(_bench, "_run_isolated", None)  # would fail if called
         records = _bench.run([by_id("numpy")], ["softmax"], quick=True, repeats=1)

@@ -18,6 +18,8 @@ numpy`` (or ``torch-cpu``, ``jax-jit``) gives one library per process.
 from __future__ import annotations
 
 import importlib.metadata
+import os
+import tempfile
 from collections.abc import Callable
 from typing import Any
 
@@ -25,6 +27,11 @@ import pytest
 
 from mlequations._backends import BACKENDS, Backend
 from mlequations._bench import steady_allocator
+
+# The compiled groups time a cold compile: an inductor cache of this session alone, so
+# that no kernel compiled by an earlier run is loaded from disk (read before torch
+# compiles anything; a cache the user chose is kept).
+os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", tempfile.mkdtemp(prefix="mlequations-inductor-"))
 
 # The backends worth timing: the array libraries people run models on (array-api-strict
 # is a conformance tool, read-only NumPy and torch's meta device are test devices).

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import math
 import os
 import pickle
@@ -493,8 +494,6 @@ def overhead_kernels(
     both are jitted over their array inputs, as users run them. ``"native"`` is
     absent where the library has no counterpart (:func:`native_equation`).
     """
-    import functools
-
     inputs = eq.make_inputs(np.random.default_rng(0))
     args = [backend.asarray(a, dtype) if hasattr(a, "shape") else a for a in inputs]
     portable: Callable[..., Any] = functools.partial(eq.func, **eq.options)
@@ -665,10 +664,37 @@ def compiler_of(backend: Backend, torch_backend: str = "inductor") -> str | None
     return None
 
 
+@functools.cache
+def warm_compiler(library: str, torch_backend: str = "inductor") -> None:
+    """Compile and run a one-line function once per process, before any timed compile.
+
+    The first compile of a process pays for the compiler itself: inductor's
+    imports, its C++ toolchain probe and the precompiled header of its kernels
+    (8 s on a cold cache of the Intel Xeon), XLA's client start. Charged to
+    whichever case is timed first, that made `torch.compile(mle.attention)`
+    read 5.3 s where its own compile takes 2.6 s (SDPA, timed second: 0.2 s).
+    """
+    if library == "torch":
+        import torch
+
+        torch._dynamo.reset()
+        torch.compile(lambda x: (x.sin() + 1).sum(), backend=torch_backend)(torch.ones(8))
+        torch._dynamo.reset()
+    elif library == "jax":
+        import jax.numpy as jnp
+
+        jax_jit(lambda x: (jnp.sin(x) + 1).sum())(jnp.ones(8)).block_until_ready()
+
+
 def compile_kernel(
     fn: Callable[..., Any], backend: Backend, torch_backend: str = "inductor"
 ) -> Callable[..., Any]:
-    """`fn` compiled as `backend`'s users compile: cold `torch.compile`, or `jax.jit`."""
+    """`fn` compiled as `backend`'s users compile: cold `torch.compile`, or `jax.jit`.
+
+    Cold for `fn` only: the compiler itself is warmed once per process first
+    (:func:`warm_compiler`), so that no case pays for the process's first compile.
+    """
+    warm_compiler(backend.library, torch_backend)
     if backend.library == "torch":
         import torch
 
@@ -745,18 +771,18 @@ def compile_run(
     labels: list[str] | None = None,
     torch_backend: str = "inductor",
     progress: Callable[[int, int, str], None] | None = None,
-    isolate: bool | None = None,
+    isolate: bool = True,
 ) -> list[CompileRecord]:
     """:func:`compile_case` for every case of `ops` (attention, conv2d) on every backend.
 
-    With `isolate` (the default when the backends span more than one library),
-    each library runs in a fresh process of its own, as in :func:`run`: torch's
-    and XLA's thread pools in one process made a compiled (1, 8, 14, 14)
-    convolution read 39-68 ms instead of a fraction of one.
+    With `isolate` (the default), each library runs in a fresh process of its
+    own, as in :func:`run`, with an empty inductor cache: torch's and XLA's
+    thread pools in one process made a compiled (1, 8, 14, 14) convolution read
+    39-68 ms instead of a fraction of one, and kernels cached on disk by an
+    earlier run are not compiled again, so a second run read the portable
+    attention's compile as 0.5 s where a first one takes 2.6 s.
     """
     libraries = list(dict.fromkeys(b.library for b in backends))
-    if isolate is None:
-        isolate = len(libraries) > 1
     if isolate:
         job = (ops, quick, dtype, repeats, labels, torch_backend)
         found: list[CompileRecord] = []
@@ -793,11 +819,17 @@ def _compile_isolated(ids: list[str], job: tuple[Any, ...]) -> list[CompileRecor
     import tempfile
 
     package_root = str(Path(__file__).resolve().parents[1])
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH")) if p),
-    }
     with tempfile.TemporaryDirectory() as tmp:
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(
+                p for p in (package_root, os.environ.get("PYTHONPATH")) if p
+            ),
+            # An empty inductor cache: kernels compiled by an earlier run (the FX graph
+            # cache, the C++ objects) would make a second run's compile times read
+            # 0.5 s where a user's first compile takes 2.6 s.
+            "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / "inductor"),
+        }
         result = Path(tmp) / "records.pickle"
         code = "from mlequations._bench import _compile_worker; _compile_worker()"
         done = subprocess.run(
