@@ -159,6 +159,33 @@ class TestConv2d:
         monkeypatch.setattr(convolution, "_FOLD", 0)
         _check(_full_grid_backend(backend_id), "float64", case, methods=("im2col",))
 
+    @pytest.mark.parametrize("fold", [True, False], ids=["samples-in-one-product", "per-sample"])
+    @pytest.mark.parametrize(
+        ("case", "method"),
+        [
+            (c, m)
+            for c in CASES
+            if c[0] in ("basic", "stride-2", "large-kernel", "wide-3x3")
+            for m in _methods(c[2], c[4])
+        ],
+        ids=lambda v: v if isinstance(v, str) else v[0],
+    )
+    def test_output_is_row_major_as_f_conv2d(self, case, method, fold, monkeypatch):
+        # User code calls `.view` on a convolution's output (`y.view(N, -1)`), which
+        # works on F.conv2d's row-major result and fails on a strided view.
+        torch = torch_or_skip()
+        if not fold:
+            monkeypatch.setattr(convolution, "_FOLD", 0)
+        x, w, b, options = _data(case)
+        xt, wt = torch.asarray(x), torch.asarray(w)
+        native = torch.nn.functional.conv2d(xt, wt, **options)
+        for bias in (None, torch.asarray(b)):
+            y = mle.conv2d(xt, wt, bias, method=method, **options)
+            assert y.is_contiguous() == native.is_contiguous() == True  # noqa: E712
+            assert y.view(y.shape[0], -1).shape == native.view(native.shape[0], -1).shape
+            yn = mle.conv2d(x, w, None if bias is None else b, method=method, **options)
+            assert yn.flags.c_contiguous
+
     @pytest.mark.parametrize("backend_id", FULL_GRID_BACKENDS)
     @pytest.mark.parametrize("case", CASES, ids=CASE_IDS)
     def test_one_row_tiles_match_torch(self, backend_id, case, monkeypatch):

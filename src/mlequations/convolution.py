@@ -917,6 +917,12 @@ def _forward(arrays: tuple[Any, ...], c: _Conv) -> tuple[Array, tuple[()]]:
     else:
         tile = None if c.traced or is_jax(xp) or accelerator(x) else _TILE  # no loop on a GPU
         y = _shift(x, weight, c.groups, c.out, c.pads, c.stride, c.dilation, xp, tile)
+    # Row-major, as F.conv2d returns it: a plan may end on a view that is not (im2col's
+    # samples moved back beside the channels, a flat grid's extra columns dropped, the
+    # FFT's crop), and `y.view(N, -1)` in a user's model fails on such a view. Merging
+    # the channels with the pixels copies exactly those views and is free otherwise.
+    N = y.shape[0]
+    y = xp.reshape(xp.reshape(y, (N, K * c.out[0] * c.out[1])), (N, K, *c.out))
     if bias is not None:
         y = y + xp.reshape(bias, (K, 1, 1))
     return y, ()
