@@ -158,7 +158,11 @@ class TestIsolation:
         assert {r.backend for r in records if r.seconds} == {"numpy", "torch-cpu"}
         assert not [r for r in records if r.error]
 
-    def test_compiled_libraries_run_one_process_each(self, monkeypatch):
+    @pytest.mark.parametrize(
+        "ids", [["torch-cpu", "jax-jit"], ["torch-cpu"]], ids=["two-libraries", "one-library"]
+    )
+    def test_compiled_libraries_run_one_fresh_process_each(self, ids, monkeypatch):
+        # One library alone too: its compile times must be as cold as beside another.
         groups = []
 
         def spy(ids, job):
@@ -166,21 +170,9 @@ class TestIsolation:
             return [_bench.CompileRecord(i, "conv2d", "c", "portable", "x") for i in ids]
 
         monkeypatch.setattr(_bench, "_compile_isolated", spy)
-        backends = [by_id("torch-cpu"), by_id("jax-jit")]
-        records = _bench.compile_run(backends, ["conv2d"], quick=True)
-        assert groups == [["torch-cpu"], ["jax-jit"]]
-        assert [r.backend for r in records] == ["torch-cpu", "jax-jit"]
-
-    def test_a_compiled_library_alone_still_runs_in_a_fresh_process(self, monkeypatch):
-        groups = []
-
-        def spy(ids, job):
-            groups.append(ids)
-            return [_bench.CompileRecord(i, "conv2d", "c", "portable", "x") for i in ids]
-
-        monkeypatch.setattr(_bench, "_compile_isolated", spy)
-        _bench.compile_run([by_id("torch-cpu")], ["conv2d"], quick=True)
-        assert groups == [["torch-cpu"]]
+        records = _bench.compile_run([by_id(i) for i in ids], ["conv2d"], quick=True)
+        assert groups == [[i] for i in ids]
+        assert [r.backend for r in records] == ids
 
     def test_the_compile_process_starts_with_an_empty_inductor_cache(self, monkeypatch):
         import subprocess
