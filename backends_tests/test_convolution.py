@@ -49,6 +49,15 @@ CASES = [
     ("unbatched", (3, 8, 7), (4, 3, 3, 3), True, {"padding": 1}),
     ("unbatched-strided-depthwise", (4, 9, 9), (4, 1, 3, 3), True, {"stride": 2, "groups": 4}),
     ("large-kernel", (1, 2, 12, 11), (3, 2, 7, 7), True, {"padding": "same"}),  # auto: fft
+    # Kernels of at least 4·sH·sW taps unfold from the stride phases of the image.
+    ("stem-7x7-stride-2", (2, 3, 16, 15), (4, 3, 7, 7), True, {"stride": 2, "padding": 3}),
+    (
+        "phases-5x5-stride-2x1-dilated",
+        (1, 2, 15, 16),
+        (3, 2, 5, 5),
+        False,
+        {"stride": (2, 1), "dilation": (1, 2), "padding": ((1, 2), (3, 0))},
+    ),
     ("wide-3x3", (2, 32, 15, 17), (32, 32, 3, 3), True, {"padding": 1}),  # auto: winograd
 ]
 CASE_IDS = [c[0] for c in CASES]
