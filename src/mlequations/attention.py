@@ -80,7 +80,12 @@ _CAUSAL_KEYS = 2048
 _SMALL = 2**18
 _JAX_TILE = 2**21  # scores per step of the compiled loop under JAX (8 MiB in float32)
 _TRACED_BLOCKS = 16  # query blocks at most in a graph traced by torch.compile
-_TRACED_TILE = 2**24  # and up to this many scores a block (64 MiB in float32) in fewer
+# and up to this many scores a block (16 MiB in float32) in fewer. Each of a block's
+# score buffers is allocated afresh at every call of the compiled program; from 32 MiB
+# glibc always maps new pages for it, and faulting them in cost more than the softmax
+# (64 MiB blocks: 47 ms forward at (8, 8, 512, 64) where 16 MiB ones took 29, and 27.6
+# with 64 MiB blocks once malloc was told not to map; Intel Xeon, torch 2.13).
+_TRACED_TILE = 2**22
 _LOG2_E = math.log2(math.e)
 
 
