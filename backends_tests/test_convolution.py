@@ -378,7 +378,9 @@ TRACED_IDS = [f"{method}-{case[0]}" for method, case in TRACED]
 
 
 def _traced_bound(method, wshape):
-    """The most operations a traced conv2d may hold: a handful, plus a few per tap for shift.
+    """The most operations a traced conv2d may hold: a handful, a few per band for im2col
+    (at most ``_TRACED_BANDS``, which the one-row chunks of these tests force), a few
+    per tap for shift.
 
     The plan before the traced rule unrolled its loops over bands of output rows,
     samples and taps: with the one-row tiles of these tests, the stem's im2col
@@ -386,7 +388,8 @@ def _traced_bound(method, wshape):
     409 s to compile it), "shift" into several per tap and output row.
     """
     taps = wshape[-2] * wshape[-1]
-    return 64 + (6 * taps if method in ("shift", "auto") else 0)
+    bands = 24 * (convolution._TRACED_BANDS - 1) if method in ("im2col", "auto") else 0
+    return 64 + bands + (6 * taps if method in ("shift", "auto") else 0)
 
 
 class TestTraced:

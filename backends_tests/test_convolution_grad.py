@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import mlequations as mle
+from mlequations import convolution
 
 from ._libs import jax_or_skip, torch_or_skip
 
@@ -303,6 +304,9 @@ COMPILED = [
 ]
 
 
+BANDED = [CASE["everything"], CASE["kernel-7x7-stride-2"]]
+
+
 class TestTorchTraced:
     @pytest.mark.parametrize(("case", "method", "compiler"), COMPILED)
     def test_compile_fullgraph_backward(self, case, method, compiler):
@@ -322,6 +326,15 @@ class TestTorchTraced:
         (f_conv2d(x_ref, w_ref, b_ref, case) * r).sum().backward()
         for got, expected in [(xs, x_ref), (weight, w_ref), (bias, b_ref)]:
             torch.testing.assert_close(got.grad, expected.grad, rtol=1e-9, atol=1e-9)
+
+    @pytest.mark.parametrize("compiler", ["eager", "aot_eager"])
+    @pytest.mark.parametrize("case", BANDED, ids=lambda c: c[0])
+    def test_banded_patches(self, case, compiler, monkeypatch):
+        # Traced, a patch matrix over _CHUNK elements is gathered in bands of output
+        # rows (at most _TRACED_BANDS), forward and weight gradient: chunks of one
+        # element force the most bands.
+        monkeypatch.setattr(convolution, "_CHUNK", 1)
+        self.test_compile_fullgraph_backward(case, "im2col", compiler)
 
     @pytest.mark.parametrize("method", ["im2col", "shift", "auto"])
     def test_torch_func_per_sample_gradients(self, method):
@@ -386,6 +399,11 @@ class TestJax:
         got = jax.jit(jax.grad(ours, argnums=(0, 1, 2)))(*args)
         for g, e in zip(got, expected, strict=True):
             np.testing.assert_allclose(g, e, rtol=1e-9, atol=1e-9)
+
+    @pytest.mark.parametrize("case", BANDED, ids=lambda c: c[0])
+    def test_banded_patches(self, case, monkeypatch):
+        monkeypatch.setattr(convolution, "_CHUNK", 1)  # as TestTorchTraced's
+        self.test_jit_grad_matches_lax(case, "im2col")
 
     @pytest.mark.parametrize(("case", "method"), JAX_VMAP)
     def test_vmap_grad_over_weights(self, case, method):

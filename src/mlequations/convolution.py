@@ -147,12 +147,15 @@ def _join(parts: list[Array], axis: int, xp: Namespace) -> Array:
 
 _CHUNK = 1 << 22  # elements of unfolded patches per matrix product (16 MiB in float32)
 _FOLD = 256  # the most output pixels over which im2col multiplies all samples at once
+_TRACED_BANDS = 4  # the most bands of a traced im2col (each unrolls into the program)
 
 
 def _patches(
-    x: Array, kernel: Pair, out: Pair, stride: Pair, dilation: Pair, xp: Namespace
+    x: Array, kernel: Pair, out: Pair, stride: Pair, dilation: Pair, xp: Namespace, top: int = 0
 ) -> Array:
-    """Every patch of the padded `x` ``(N, C, Hp, Wp)`` as ``(N, C, KH·KW·Ho·Wo)``, one gather.
+    """The patches of the padded `x` ``(N, C, Hp, Wp)`` as ``(N, C, KH·KW·Ho·Wo)``, one gather.
+
+    `out` is ``(Ho, Wo)`` of the output rows wanted, from output row `top` on.
 
     Tap ``(i, j)`` meets output pixel ``(h, w)`` at input pixel ``(h·sH + i·dH,
     w·sW + j·dW)``, flat index ``(h·sH + i·dH)·Wp + w·sW + j·dW`` of the
@@ -164,9 +167,9 @@ def _patches(
     """
     N, C, Hp, Wp = x.shape
     axes = []
-    for k, o, s, d in zip(kernel, out, stride, dilation, strict=True):
+    for k, o, s, d, first in zip(kernel, out, stride, dilation, (top, 0), strict=True):
         taps = xp.arange(k, device=device(x)) * d  # (k,)
-        starts = xp.arange(o, device=device(x)) * s  # (o,)
+        starts = xp.arange(first, first + o, device=device(x)) * s  # (o,)
         axes.append(taps[:, None] + starts[None, :])  # (k, o): input row (or column)
     rows, cols = axes
     index = rows[:, None, :, None] * Wp + cols[None, :, None, :]  # (KH, KW, Ho, Wo)
@@ -179,12 +182,20 @@ def _bands(x: Array, kernel: Pair, out: Pair, traced: bool) -> list[Pair]:
 
     At most ``_CHUNK`` elements of patches a band: a patch matrix of hundreds of
     megabytes would cost more in fresh memory (page faults) and cache misses than
-    the product. Traced, one band: the compiler does the tiling.
+    the product. Traced too, but in at most ``_TRACED_BANDS`` bands, each a few
+    operations of the program: the compiled program allocates its patch matrix
+    afresh at every call, and from 32 MiB glibc maps new pages for it (the stem's
+    59 MB one, compiled by inductor: 31 ms a call against 15 once malloc was told
+    not to map, Intel Xeon). A patch matrix that fits one band keeps the sizes
+    symbolic (a comparison, no arithmetic on them): one graph for every batch size.
     """
-    if traced:
-        return [(0, out[0])]
     N, C = x.shape[:2]
-    band = max(1, _CHUNK // (N * C * kernel[0] * kernel[1] * out[1]))  # output rows per band
+    per_row = N * C * kernel[0] * kernel[1] * out[1]  # elements of patches per output row
+    if traced and per_row * out[0] <= _CHUNK:
+        return [(0, out[0])]
+    band = max(1, _CHUNK // per_row)  # output rows per band
+    if traced:
+        band = max(band, -(-out[0] // _TRACED_BANDS))
     return [(h, min(band, out[0] - h)) for h in range(0, out[0], band)]
 
 
@@ -246,11 +257,15 @@ def _columns(
     """
     N, C = x.shape[:2]
     Cg, T = C // groups, kernel[0] * kernel[1]
-    if traced:
-        cols = _patches(x, kernel, out, stride, dilation, xp)  # (N, C, KH·KW·Ho·Wo)
-        return xp.reshape(cols, (N, groups, Cg * T, out[0] * out[1]))
-    (sH, sW), (dH, dW) = stride, dilation
     h, rows = band
+    if traced:
+        cols = _patches(x, kernel, (rows, out[1]), stride, dilation, xp, h)  # (N, C, T·rows·Wo)
+        if channels_first:  # (C, N, T·rows·Wo): N and C above are the other way round
+            cols = xp.reshape(cols, (groups, N // groups, C, T, rows * out[1]))
+            cols = xp.permute_dims(cols, (0, 1, 3, 2, 4))  # (G, Cg, T, N, rows·Wo)
+            return xp.reshape(cols, (groups, (N // groups) * T, C * rows * out[1]))
+        return xp.reshape(cols, (N, groups, Cg * T, rows * out[1]))
+    (sH, sW), (dH, dW) = stride, dilation
     span = (out[1] - 1) * sW + 1  # the columns one tap reads
     top, bottom = h * sH, h * sH + (rows - 1) * sH + 1
     if phases is None:
@@ -659,9 +674,10 @@ def _auto(
     Traced (``traced=True``: ``torch.compile`` or a JAX transformation is
     tracing, see ``_xp.is_traced``), the program the compiler sees must stay
     small, so the loops of the eager plans do not unroll into it: ``"im2col"``
-    gathers its patch matrix in one ``take`` and multiplies the whole batch at
-    once (no bands, no loop over taps), ``"shift"`` makes one tile of the whole
-    batch (no loop over samples or bands) and is picked only for kernels of at
+    gathers its patch matrix with one ``take`` a band (at most ``_TRACED_BANDS``)
+    and multiplies the whole batch at once (no loop over taps), ``"shift"``
+    makes one tile of the whole batch (no loop over samples or bands) and is
+    picked only for kernels of at
     most ``_TRACED_TAPS`` taps (its one term per tap is what remains), ``"im2col"``
     instead. The 7×7 stem traced into 616 FX nodes and compiled in 409 s with
     inductor; now 40 nodes, about the compile time of ``F.conv2d``'s. Under
@@ -1109,17 +1125,10 @@ def _weight_grad(x: Array, dy: Array, shape: tuple[int, ...], c: _Conv) -> Array
         return _tap_weight_grad(x, dy, shape, c)  # traced: one term per tap, as "shift"
     xc = xp.permute_dims(_zero_pad(x, *c.pads, xp), (1, 0, 2, 3))  # (C, N, Hp, Wp), a view
     gc = xp.permute_dims(dy, (1, 0, 2, 3))  # (K, N, Ho, Wo), a view
-    if c.traced:  # one gather and one product, as the traced forward pass
-        T, L = KH * KW, c.out[0] * c.out[1]
-        cols = _patches(xc, (KH, KW), c.out, c.stride, c.dilation, xp)  # (C, N, T·L)
-        cols = xp.permute_dims(xp.reshape(cols, (G, Cg, N, T, L)), (0, 1, 3, 2, 4))
-        cols = xp.reshape(cols, (G, Cg * T, N * L))
-        g = xp.reshape(gc, (G, K // G, N * L))
-        return xp.reshape(g @ xp.matrix_transpose(cols), (K, Cg, KH, KW))
-    parts = []
-    phases = _stride_phases(xc, (KH, KW), c.stride, c.dilation, xp)
-    for band in _bands(x, (KH, KW), c.out, False):
-        cols = _columns(xc, (KH, KW), G, c.out, c.stride, c.dilation, band, False, xp,
+    parts = []  # traced: one gather and one product a band, as the traced forward pass
+    phases = None if c.traced else _stride_phases(xc, (KH, KW), c.stride, c.dilation, xp)
+    for band in _bands(x, (KH, KW), c.out, c.traced):
+        cols = _columns(xc, (KH, KW), G, c.out, c.stride, c.dilation, band, c.traced, xp,
                         channels_first=True, phases=phases)  # fmt: skip
         h, rows = band
         g = xp.reshape(gc[:, :, h : h + rows, :], (G, K // G, N * rows * c.out[1]))
