@@ -199,6 +199,21 @@ def _bands(x: Array, kernel: Pair, out: Pair, traced: bool) -> list[Pair]:
     return [(h, min(band, out[0] - h)) for h in range(0, out[0], band)]
 
 
+def _tap_phases(kernel: Pair, stride: Pair, dilation: Pair) -> list[tuple[Pair, Pair]]:
+    """Each tap's stride phase and its offset in that phase, taps in order ``(i, j)``.
+
+    Tap ``(i, j)`` meets output pixel ``(h, w)`` at input pixel ``(h·sH + i·dH,
+    w·sW + j·dW)``, which is pixel ``(h + i·dH // sH, w + j·dW // sW)`` of the
+    phase image ``x[i·dH mod sH :: sH, j·dW mod sW :: sW]``.
+    """
+    (sH, sW), (dH, dW) = stride, dilation
+    return [
+        (((i * dH) % sH, (j * dW) % sW), ((i * dH) // sH, (j * dW) // sW))
+        for i in range(kernel[0])
+        for j in range(kernel[1])
+    ]
+
+
 def _stride_phases(
     x: Array, kernel: Pair, stride: Pair, dilation: Pair, xp: Namespace
 ) -> dict[Pair, Array] | None:
@@ -212,12 +227,11 @@ def _stride_phases(
     16.2 against 18.8), 5×5 and 11×11 kernels at strides 2 and 4 gained 8-27%,
     while a 3×3 at stride 2 lost 6% (Intel Xeon). None where it does not pay.
     """
-    (sH, sW), (dH, dW) = stride, dilation
+    sH, sW = stride
     if (sH, sW) == (1, 1) or kernel[0] * kernel[1] < 4 * sH * sW:
         return None
-    used = {((i * dH) % sH, (j * dW) % sW) for i in range(kernel[0]) for j in range(kernel[1])}
     phases = {}
-    for a, b in sorted(used):
+    for a, b in sorted({phase for phase, _ in _tap_phases(kernel, stride, dilation)}):
         view = x[:, :, a::sH, b::sW]
         A, B, H, W = view.shape
         phases[a, b] = xp.reshape(xp.reshape(view, (A, B, H * W)), (A, B, H, W))  # a copy
@@ -274,13 +288,11 @@ def _columns(
             for i in range(kernel[0])
             for j in range(kernel[1])
         ]  # T × (N, C, rows, Wo), views of the input, one slice each (cheap on tiny images)
-    else:  # input row (h + r)·sH + i·dH is row h + r + i·dH // sH of phase i·dH mod sH
-        taps = []
-        for i in range(kernel[0]):
-            oi, a = divmod(i * dH, sH)
-            for j in range(kernel[1]):
-                oj, b = divmod(j * dW, sW)
-                taps.append(phases[a, b][:, :, h + oi : h + oi + rows, oj : oj + out[1]])
+    else:  # output row h + r of tap (i, j) is row h + r + oi of its phase
+        taps = [
+            phases[phase][:, :, h + oi : h + oi + rows, oj : oj + out[1]]
+            for phase, (oi, oj) in _tap_phases(kernel, stride, dilation)
+        ]
     # The groups split off before the stack, so that the reshape after it only merges
     # axes (all that Dask's reshape does with a chunked axis).
     if channels_first:  # (C, N, rows, Wo) each: N and C above are the other way round
@@ -365,9 +377,9 @@ def _phases(
     (top, _), (left, right) = pads  # the rows below: as many as the last tap reaches
     sH, sW = stride
     Wq = -(-(W + left + right) // sW)  # phase width
-    reads = [(i * dilation[0], j * dilation[1]) for i in range(kernel[0]) for j in range(kernel[1])]
-    phases = sorted({(a % sH, b % sW) for a, b in reads})
-    taps = [(phases.index((a % sH, b % sW)), (a // sH) * Wq + b // sW) for a, b in reads]
+    tap_phases = _tap_phases(kernel, stride, dilation)
+    phases = sorted({phase for phase, _ in tap_phases})
+    taps = [(phases.index(phase), oi * Wq + oj) for phase, (oi, oj) in tap_phases]
     rows = -(-(max(o for _, o in taps) + out[0] * Wq) // Wq)  # rows the last tap reaches
     x = _zero_pad(x, (top, max(rows * sH - H - top, 0)), (left, Wq * sW - W - left), xp)
     flats = [
@@ -677,10 +689,10 @@ def _auto(
     gathers its patch matrix with one ``take`` a band (at most ``_TRACED_BANDS``)
     and multiplies the whole batch at once (no loop over taps), ``"shift"``
     makes one tile of the whole batch (no loop over samples or bands) and is
-    picked only for kernels of at
-    most ``_TRACED_TAPS`` taps (its one term per tap is what remains), ``"im2col"``
-    instead. The 7×7 stem traced into 616 FX nodes and compiled in 409 s with
-    inductor; now 40 nodes, about the compile time of ``F.conv2d``'s. Under
+    picked only for kernels of at most ``_TRACED_TAPS`` taps (its one term per
+    tap is what remains), ``"im2col"`` instead. The 7×7 stem traced into 616
+    FX nodes and compiled in 409 s with inductor; now 40 nodes, about the
+    compile time of ``F.conv2d``'s. Under
     ``torch.compile`` (not XLA), ``"shift"`` is then the pick for every kernel of
     at most ``_TRACED_TAPS`` taps over 28×28 outputs or more, but
     ``"winograd"``'s below 56×56: inductor turns the gather into scalar loads,
