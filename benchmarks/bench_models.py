@@ -13,7 +13,13 @@ architectures built from configs (random weights, no download), on torch.
   ResNet-18's shape (basic blocks, depths 2-2-2-2, widths 64-512) on a batch
   of 8 images of 224², native against ``convert_conv2d(model)``.
 
-Run (minutes: the compiled group compiles the model twice)::
+Each ``mlequations`` benchmark also runs the native model beside it, one native
+step right before each of its rounds: ``extra_info["ratio_beside"]`` (the
+median of ours over the median of those) is the ratio to go by on a shared
+machine, where the native benchmark's own rounds ran a minute earlier, under
+another load.
+
+Run (minutes: the compiled group compiles the model three times)::
 
     pytest benchmarks/bench_models.py --benchmark-only --benchmark-group-by=group
 
@@ -24,7 +30,6 @@ no code), to check in seconds that the file runs.
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 
@@ -82,54 +87,65 @@ def _train_step(model, inputs):
     return step
 
 
+def _llama_step(impl, compiled):
+    """A training step of the tiny Llama with `impl`, and its first call's time."""
+    model = _llama()
+    model.set_attn_implementation(impl)
+    ids = torch.randint(0, 1000, (BATCH, SEQUENCE), generator=torch.Generator().manual_seed(1))
+    inputs = {"input_ids": ids, "labels": ids}
+    step = _train_step(torch.compile(model, backend=TORCH_BACKEND) if compiled else model, inputs)
+    start = time.perf_counter()
+    step()  # the first call: compiles (compiled) or warms the allocator (eager)
+    return step, time.perf_counter() - start
+
+
 # Inductor's code generation for this model reaches torch.jit.script_method, which warns.
 @pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 @pytest.mark.parametrize("impl", ["sdpa", "mlequations"])
 def bench_llama_train(benchmark, impl, compiled):
     backend = _backend()
-    model = _llama()
-    model.set_attn_implementation(impl)
-    ids = torch.randint(0, 1000, (BATCH, SEQUENCE), generator=torch.Generator().manual_seed(1))
-    inputs = {"input_ids": ids, "labels": ids}
-    step = _train_step(model, inputs)
     if compiled:
         torch._dynamo.reset()
-        step = _train_step(torch.compile(model, backend=TORCH_BACKEND), inputs)
-    start = time.perf_counter()
-    step()  # the first call: compiles (compiled) or warms the allocator (eager)
-    first = time.perf_counter() - start
+    step, first = _llama_step(impl, compiled)
+    # Ours runs beside the native model (each round right after a native step), whose
+    # own benchmark above runs minutes apart: `ratio_beside` is the ratio to go by.
+    beside = _llama_step("sdpa", compiled)[0] if impl != "sdpa" else None
     mode = "compiled" if compiled else "eager"
     measure(
-        benchmark, backend, step, group=f"model[llama-train-{mode}]", impl=impl, rounds=3,
-        compile_s=first if compiled else None, compiler=TORCH_BACKEND if compiled else None,
-        shape=[BATCH, SEQUENCE],
+        benchmark, backend, step, group=f"model[llama-train-{mode}]", impl=impl, rounds=5,
+        beside=beside, compile_s=first if compiled else None,
+        compiler=TORCH_BACKEND if compiled else None, shape=[BATCH, SEQUENCE],
     )  # fmt: skip
+
+
+def _resnet_step(impl, train):
+    model = _resnet18()
+    if impl == "mlequations":
+        from mlequations.integrations.torch import convert_conv2d
+
+        model = convert_conv2d(model)
+    images = torch.randn(IMAGES, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(2))
+    labels = torch.arange(IMAGES) % 10
+    if train:
+        model.train()
+        return _train_step(model, {"pixel_values": images, "labels": labels})
+    model.eval()
+
+    def step():
+        with torch.no_grad():
+            return model(pixel_values=images).logits
+
+    return step
 
 
 @pytest.mark.parametrize("train", [False, True], ids=["infer", "train"])
 @pytest.mark.parametrize("impl", ["native", "mlequations"])
 def bench_resnet18(benchmark, impl, train):
     backend = _backend()
-    model = _resnet18()
-    if impl == "mlequations":
-        from mlequations.integrations.torch import convert_conv2d
-
-        model = convert_conv2d(copy.deepcopy(model))
-    images = torch.randn(IMAGES, 3, IMAGE, IMAGE, generator=torch.Generator().manual_seed(2))
-    labels = torch.arange(IMAGES) % 10
-    if train:
-        model.train()
-        step = _train_step(model, {"pixel_values": images, "labels": labels})
-    else:
-        model.eval()
-
-        def step():
-            with torch.no_grad():
-                return model(pixel_values=images).logits
-
+    beside = _resnet_step("native", train) if impl != "native" else None
     mode = "train" if train else "infer"
     measure(
-        benchmark, backend, step, group=f"model[resnet18-{mode}]", impl=impl, rounds=3,
-        shape=[IMAGES, 3, IMAGE, IMAGE],
+        benchmark, backend, _resnet_step(impl, train), group=f"model[resnet18-{mode}]",
+        impl=impl, rounds=5, beside=beside, shape=[IMAGES, 3, IMAGE, IMAGE],
     )  # fmt: skip

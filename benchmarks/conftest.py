@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -86,6 +88,7 @@ def measure(
     impl: str,
     flops: float | None = None,
     rounds: int = 5,
+    beside: Callable[[], Any] | None = None,
     **extra: Any,
 ) -> Any:
     """Time ``fn(*args)`` on `backend`: warm-up (and JIT compile) excluded, device synced.
@@ -94,6 +97,12 @@ def measure(
     synchronisation (``block_until_ready``, ``torch.cuda.synchronize``, the CuPy
     stream) happens inside the timed call, so asynchronous dispatch cannot hide
     work. `flops` gives effective GFLOP/s in ``extra_info``.
+
+    `beside`, the native counterpart, runs (timed, untimed by pytest-benchmark) just
+    before each round of `fn`: a change of load on a shared machine then falls on
+    both sides of the pair, where two benchmarks run one after the other put it on
+    one side only. ``extra_info`` gets its times (``beside_s``) and
+    ``ratio_beside``, the median of `fn`'s rounds over the median of its own.
     """
     benchmark.group = group
     benchmark.extra_info.update(
@@ -108,7 +117,25 @@ def measure(
     def run() -> Any:
         return backend.sync(fn(*args))
 
-    result = benchmark.pedantic(run, rounds=rounds, iterations=1, warmup_rounds=2)
-    if flops is not None and benchmark.stats is not None:
+    beside_s: list[float] = []
+
+    def run_beside() -> None:
+        assert beside is not None
+        start = time.perf_counter()
+        backend.sync(beside())
+        beside_s.append(time.perf_counter() - start)
+
+    setup = None if beside is None else run_beside
+    warmup = 2
+    result = benchmark.pedantic(run, setup=setup, rounds=rounds, warmup_rounds=warmup)
+    if benchmark.stats is None:  # --benchmark-disable: one plain call
+        return result
+    if flops is not None:
         benchmark.extra_info["gflops"] = flops / benchmark.stats.stats.min / 1e9
+    if beside is not None:
+        beside_s = beside_s[warmup:]  # the warm-up rounds' native calls are not kept
+        benchmark.extra_info["beside_s"] = beside_s
+        benchmark.extra_info["ratio_beside"] = benchmark.stats.stats.median / statistics.median(
+            beside_s
+        )
     return result
