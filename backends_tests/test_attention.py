@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -720,6 +721,37 @@ class TestBackward:
         # vmap over the batch axis: per-sample gradients equal the batched ones.
         per_sample = torch.func.vmap(torch.func.grad(loss))(*(t.detach() for t in (q, k, v)))
         torch.testing.assert_close(per_sample, eager[0], rtol=1e-5, atol=1e-6)
+
+    def test_compiled_causal_blocks_halved_under_the_mapped_size(self, monkeypatch):
+        # Long causal sequences under torch.compile take up to twice the blocks, until
+        # a block's scores fit _MAPPED: small constants force it at a small shape.
+        torch = torch_or_skip()
+        import torch.nn.functional as F
+
+        attention_module = importlib.import_module("mlequations.attention")
+        monkeypatch.setattr(attention_module, "_SMALL", 0)
+        monkeypatch.setattr(attention_module, "_TRACED_TILE", 2**12)
+        rows = attention_module._choose(512, 512, 2, True, None, True, np).rows
+        monkeypatch.setattr(attention_module, "_MAPPED", 2**13)
+        halved = attention_module._choose(512, 512, 2, True, None, True, np).rows
+        assert (rows, halved) == (64, 16)  # 8 blocks, then 32: this test's path is taken
+        rng = np.random.default_rng(7)
+        q, k, v, do = (torch.asarray(rng.normal(size=(1, 2, 512, 8)), dtype=torch.float32)
+                       for _ in range(4))  # fmt: skip
+
+        def grads(attend):
+            leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+            out = attend(*leaves)
+            return (out, *torch.autograd.grad(out, leaves, do))
+
+        ours = torch.compile(
+            lambda q, k, v: mle.attention(q, k, v, is_causal=True),
+            fullgraph=True,
+            backend="aot_eager",
+        )
+        native = grads(lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True))
+        for got, want in zip(grads(ours), native, strict=True):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
     def test_no_grad_and_inference_skip_the_autograd_function(self):
         torch = torch_or_skip()

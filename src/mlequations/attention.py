@@ -86,6 +86,12 @@ _TRACED_BLOCKS = 16  # query blocks at most in a graph traced by torch.compile
 # (64 MiB blocks: 47 ms forward at (8, 8, 512, 64) where 16 MiB ones took 29, and 27.6
 # with 64 MiB blocks once malloc was told not to map; Intel Xeon, torch 2.13).
 _TRACED_TILE = 2**22
+# With is_causal, the 16 blocks of a long sequence can each pass that threshold (the
+# last block of (1, 1, 16384, 64) sees 1024 x 16384 scores, 64 MiB), and the compiled
+# forward pass ran at 1.3x our eager code (1.0x with malloc told never to map). There,
+# up to twice as many blocks, until a block's scores are within 32 MiB: 1.0x eager, at
+# twice the compile time (the same rule without causality measured no gain).
+_MAPPED = 2**23
 _LOG2_E = math.log2(math.e)
 
 
@@ -559,6 +565,8 @@ def _choose(
         rows = max(rows, -(-L // _TRACED_BLOCKS))
         while rows < L and batch * S * rows * 2 <= _TRACED_TILE:
             rows *= 2
+        while is_causal and batch * S * rows > _MAPPED and rows * 2 * _TRACED_BLOCKS > L:
+            rows //= 2
         return _Plan(rows, None)
     return _Plan(rows, _CAUSAL_KEYS) if is_causal else _ELEMENT_TILE
 
