@@ -280,8 +280,9 @@ def test_interleaved_timer_alternates_and_drops_a_failing_implementation():
     timings = _bench.time_interleaved(
         fns, [1], lambda x: x, repeats=2, warmup=1, clock=lambda: next(ticks)
     )
-    # Round by round, each implementation once; "broken" fails in round 2 and is dropped.
-    rounds = [["portable", "native", "broken"], ["portable", "native", "broken"]]
+    # Round by round, each implementation once, each round starting one later;
+    # "broken" raises on its second call and is dropped from the third round.
+    rounds = [["portable", "native", "broken"], ["native", "broken", "portable"]]
     assert calls == [*rounds[0], *rounds[1], "portable", "native"]
     assert timings["portable"].runs == timings["native"].runs == 2
     assert isinstance(timings["broken"], RuntimeError)

@@ -457,18 +457,22 @@ def time_interleaved(
     Each round times every implementation once, so a slow spell of a shared
     machine (seconds long, ±30 % here) falls on all of them rather than on
     whichever ran then; the ratios between them are what the tables report.
-    An implementation that raises is dropped from later rounds and its
-    exception returned in its place.
+    Each round starts one implementation later than the one before, so none
+    always runs right after the same neighbour (one that maps and frees 256 MiB
+    slowed whichever ran next). An implementation that raises is dropped from
+    later rounds and its exception returned in its place.
     """
     out: dict[str, Timing | Exception] = {}
     times: dict[str, list[float]] = {name: [] for name in fns}
+    names = list(fns)
     for round_ in range(warmup + repeats):
-        for name, fn in fns.items():
+        shift = round_ % max(1, len(names))
+        for name in names[shift:] + names[:shift]:
             if name in out:
                 continue
             try:
                 start = clock()
-                sync(fn(*args))
+                sync(fns[name](*args))
                 stop = clock()
             except Exception as exc:  # reported as a record with `error`, not a crash
                 out[name] = exc
