@@ -71,9 +71,14 @@ class _Plan(NamedTuple):
 # time in 1024 × 512 tiles keeps each product and its scores in cache (2 MiB) while
 # amortising the per-call overhead. With causality, blocks of L/8 queries (64 to 256)
 # by 2048 keys, batched over the heads: the diagonal tiles, half of them above the
-# diagonal, then cost at most 1/16 more work, and larger blocks pay for fewer calls.
+# diagonal, then cost at most 1/16 more work, and larger blocks pay for fewer calls,
+# down to 64 rows while a tile would pass _CAUSAL_TILE scores (8 MiB in float32): on an
+# Intel Xeon, (4, 8, 1024, 64) and (1, 8, 4096, 64) ran 1.05-1.35x faster in half the
+# rows, and the larger tiles' speed moved with the C allocator's state (1.6-2.2x SDPA
+# for the same plan, where half the rows held 1.5-1.6x; issue 21).
 _ELEMENT_TILE = _Plan(1024, 512, per_element=True)
 _CAUSAL_KEYS = 2048
+_CAUSAL_TILE = 2**21
 # Up to this many scores in all (1 MiB in float32: they stay in cache), the plain
 # formula over the whole batch at once: a dozen operations per call, where tiles cost
 # a dozen per tile and their per-call overhead dominates (issue 19's tiny shapes).
@@ -568,7 +573,11 @@ def _choose(
         while is_causal and batch * S * rows > _MAPPED and rows * 2 * _TRACED_BLOCKS > L:
             rows //= 2
         return _Plan(rows, None)
-    return _Plan(rows, _CAUSAL_KEYS) if is_causal else _ELEMENT_TILE
+    if not is_causal:
+        return _ELEMENT_TILE
+    while rows > 64 and batch * rows * min(S, _CAUSAL_KEYS) > _CAUSAL_TILE:
+        rows //= 2
+    return _Plan(rows, _CAUSAL_KEYS)
 
 
 def _element(x: Array, index: tuple[int, ...], trailing: int) -> Array:
