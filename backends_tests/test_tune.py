@@ -86,6 +86,45 @@ class TestTune:
         )
         assert mle.tune(q, k, v, op="attention", repeats=1, save=False).winner == "rows=64"
 
+    def test_cpu_candidates_keep_their_tiles_small(self):
+        # On a CPU no candidate but the rule's plan and its halves holds more than 2**20
+        # scores per tile (above that, glibc's history decides the speed); an
+        # accelerator may go larger.
+        L = S = 1024
+        batch = 32
+        default = (128, 2048, False, False)  # the causal rule's blocks: 4M scores a tile
+        halves = [(64, 2048, False, False), (128, 512, False, False)]  # S = 1024 keys
+        for on_accelerator, bound in ((False, _tune._CPU_CANDIDATE_TILE), (True, 2**26)):
+            plans = _tune._attention_candidates(default, L, S, batch, on_accelerator)
+            assert plans[0] == default
+            assert set(halves) <= set(plans)
+            tiles = [
+                min(rows or L, L) * (keys or S) * (1 if per_head else batch)
+                for rows, keys, per_head, looped in plans
+                if (rows, keys, per_head, looped) not in [default, *halves]
+            ]
+            assert tiles
+            assert max(tiles) <= bound
+            assert on_accelerator == (max(tiles) > _tune._CPU_CANDIDATE_TILE)
+        assert _tune._CPU_CANDIDATE_TILE == 2**20
+
+    def test_a_second_run_checks_the_cached_plan(self, cache_dir):
+        # After `tune` has stored a plan, the next one (save=False) times it among the
+        # candidates, even a plan outside the candidate bounds, and reports cached/best.
+        q, k, v = _qkv(L=128, H=2)
+        assert mle.tune(q, k, v, op="attention", repeats=1, save=False).cached is None
+        _write(cache_dir, _cache_of(q, [16, 32, False, False]))
+        _tune._loaded.clear()
+        again = mle.tune(q, k, v, op="attention", repeats=1, save=False)
+        assert again.cached == "rows=16 keys=32"
+        assert again.cached in again.seconds
+        fastest = min(again.seconds.values())
+        assert again.cached_over_best == pytest.approx(again.seconds[again.cached] / fastest)
+        assert again.cached_over_best >= 1.0
+        table = _tune.table([("numpy", "(1,2,128,16)", again)])
+        assert "cached/best" in table.splitlines()[0]
+        assert f"{again.cached_over_best:.2f}" in table.splitlines()[1]
+
     def test_writes_the_winner_under_the_right_key(self, cache_dir):
         q, k, v = _qkv()
         result = mle.tune(q, k, v, op="attention", is_causal=True, repeats=1)
@@ -153,6 +192,7 @@ class TestCache:
             "entries": {result.key: {"plan": "fft"}},
         }
         _write(cache_dir, cache)
+        _tune._loaded.clear()  # tune read the (empty) cache: as a new process would, read again
         calls = []
         fft = convolution._fft
         monkeypatch.setattr(convolution, "_fft", lambda *a: calls.append(1) or fft(*a))

@@ -251,6 +251,64 @@ def bench_attention_training(benchmark, bench_backend, shape, causal, impl):
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[",".join(map(str, s)) for s in SHAPES])
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def bench_attention_floor(benchmark, bench_backend, shape, causal):
+    """The two matrix products of the default's tiles alone, beside SDPA (issue 21).
+
+    The tiles of the rule's plan (``attention._choose``; on a CPU one head at a
+    time in 1024 x 512 tiles, or causal query blocks by 2048 keys over all heads,
+    each block's keys cut at its diagonal), and in each only ``Q Kᵀ`` and ``P V``:
+    no softmax, no mask, no rescaling. ``extra_info["ratio_beside"]``, its time
+    over SDPA's timed right before each round, is the floor under the portable
+    forward's ratio to SDPA for this tiling.
+    """
+    if bench_backend.library != "torch":
+        pytest.skip("the floor is measured against torch's SDPA")
+    import torch
+
+    from mlequations.attention import _choose
+
+    B, H, L, E = shape
+    inputs = _inputs(bench_backend, shape)
+    plan = _choose(L, L, B * H, causal, None, False, bench_backend.xp)
+    rows, keys = min(plan.rows or L, L), plan.keys or L
+    if plan.per_element:  # one head at a time
+        q, k, v = (a.reshape(B * H, 1, L, E) for a in inputs)
+    else:  # one step over all heads at once
+        q, k, v = (a[None] for a in inputs)
+
+    def products(q, k, v):
+        for h in range(q.shape[0]):
+            for p0 in range(0, L, rows):
+                qt = q[h, ..., p0 : p0 + rows, :]
+                for c0 in range(0, p0 + rows if causal else L, keys):
+                    c1 = min(c0 + keys, p0 + rows) if causal else c0 + keys
+                    kt, vt = k[h, ..., c0:c1, :], v[h, ..., c0:c1, :]
+                    (qt @ kt.mT) @ vt
+        return q
+
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+    measure(
+        benchmark,
+        bench_backend,
+        products,
+        q,
+        k,
+        v,
+        group=f"attention[{B},{H},{L},{E}][{'causal' if causal else 'full'}]",
+        impl="floor-products",
+        flops=4.0 * B * H * L * L * E,
+        rounds=3 if L >= 4096 else 5,
+        beside=lambda: sdpa(*inputs, is_causal=causal),
+        shape=list(shape),
+        dtype="float32",
+        causal=causal,
+        plan=[plan.rows, plan.keys, plan.per_element],
+        threads=_threads(bench_backend),
+    )
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=[",".join(map(str, s)) for s in SHAPES])
 def bench_attention_training_floor(benchmark, bench_backend, shape):
     """The seven matrix products of the default tiles alone: what no portable step avoids.
 
