@@ -149,6 +149,21 @@ class TestAttention:
         out = _call(backend, mle.attention, *args, _on(backend, options, dtype))
         assert_close(out, expected, backend, dtype)
 
+    def test_causal_rule_halves_rows_then_keys_of_a_large_tile(self, backend, dtype, monkeypatch):
+        # A causal tile over _CAUSAL_TILE scores takes half the rows (down to 64), then
+        # half the keys (down to 256); a small bound forces both at a small shape.
+        if backend.library == "jax":
+            pytest.skip("JAX takes the compiled-loop plan, not the CPU tiles")
+        attention_module = importlib.import_module("mlequations.attention")
+        monkeypatch.setattr(attention_module, "_CAUSAL_TILE", 2**14)
+        plan = attention_module._choose(1024, 1024, 2, True, None, False, np)
+        assert (plan.rows, plan.keys) == (64, 256)  # from 128 x 1024
+        rng = np.random.default_rng(11)
+        q, k, v = (rng.normal(size=(1, 2, 1024, 8)) for _ in range(3))
+        args = [backend.asarray(a, dtype) for a in (q, k, v)]
+        out = _call(backend, mle.attention, *args, _on(backend, {"is_causal": True}, dtype))
+        assert_close(out, sdpa(q, k, v, is_causal=True), backend, dtype)
+
     @pytest.mark.parametrize("case", ["gqa-causal-mask", "float-mask-causal", "causal-L>S"])
     def test_every_algorithm_equals_the_plain_one(self, backend, dtype, case):
         k, v, options = CASES[case]

@@ -71,14 +71,16 @@ class _Plan(NamedTuple):
 # time in 1024 × 512 tiles keeps each product and its scores in cache (2 MiB) while
 # amortising the per-call overhead. With causality, blocks of L/8 queries (64 to 256)
 # by 2048 keys, batched over the heads: the diagonal tiles, half of them above the
-# diagonal, then cost at most 1/16 more work, and larger blocks pay for fewer calls,
-# down to 64 rows while a tile would pass _CAUSAL_TILE scores (8 MiB in float32): on an
-# Intel Xeon, (4, 8, 1024, 64) and (1, 8, 4096, 64) ran 1.05-1.35x faster in half the
-# rows, and the larger tiles' speed moved with the C allocator's state (1.6-2.2x SDPA
-# for the same plan, where half the rows held 1.5-1.6x; issue 21).
+# diagonal, then cost at most 1/16 more work, and larger blocks pay for fewer calls.
+# While a tile would pass _CAUSAL_TILE scores (4 MiB in float32), half the rows (down
+# to 64), then half the keys (down to 256): above it the tiles' speed moved with the C
+# allocator's state (glibc maps large blocks and faults them in again: the same plan
+# ran at 1.6-2.2x SDPA). On an Intel Xeon, at (1, 8, 4096, 64), 64 x 2048 tiles took
+# 0.53-0.59x the time of 128 x 2048 ones in a fresh process (torch; NumPy 0.78x), and
+# (8, 8, 512, 64) and (4, 8, 1024, 64) gained 2-17 % (issue 21).
 _ELEMENT_TILE = _Plan(1024, 512, per_element=True)
 _CAUSAL_KEYS = 2048
-_CAUSAL_TILE = 2**21
+_CAUSAL_TILE = 2**20
 # Up to this many scores in all (1 MiB in float32: they stay in cache), the plain
 # formula over the whole batch at once: a dozen operations per call, where tiles cost
 # a dozen per tile and their per-call overhead dominates (issue 19's tiny shapes).
@@ -575,9 +577,13 @@ def _choose(
         return _Plan(rows, None)
     if not is_causal:
         return _ELEMENT_TILE
-    while rows > 64 and batch * rows * min(S, _CAUSAL_KEYS) > _CAUSAL_TILE:
-        rows //= 2
-    return _Plan(rows, _CAUSAL_KEYS)
+    keys = min(S, _CAUSAL_KEYS)
+    while batch * rows * keys > _CAUSAL_TILE and (rows > 64 or keys > 256):
+        if rows > 64:
+            rows //= 2
+        else:
+            keys //= 2
+    return _Plan(rows, keys)
 
 
 def _element(x: Array, index: tuple[int, ...], trailing: int) -> Array:
