@@ -234,6 +234,50 @@ def bench_conv2d(benchmark, bench_backend, case, impl):
             benchmark.extra_info["extrapolated_s"] = benchmark.stats.stats.min * factor
 
 
+@pytest.mark.parametrize("case", [c for c in CASES if CASES[c][7] == 1])  # dense only
+def bench_conv2d_floor(benchmark, bench_backend, case):
+    """The one product of an already unfolded patch matrix, beside ``F.conv2d`` (issue 21).
+
+    ``W (K, C·KH·KW) @ patches (C·KH·KW, N·Ho·Wo)``: what ``"im2col"`` computes
+    once its patch copy is done, and what no formulation through ``matmul``
+    does with less. ``extra_info["ratio_beside"]``, its time over ``F.conv2d``'s
+    timed right before each round, is the floor under the portable ratio.
+    """
+    if bench_backend.library != "torch":
+        pytest.skip("the floor is measured against torch's F.conv2d")
+    import torch.nn.functional as F
+
+    xshape, wshape, options, flops, _ = _shapes(case)
+    rng = np.random.default_rng(0)
+    x, w = (
+        bench_backend.asarray(rng.standard_normal(shape, dtype=np.float32), "float32")
+        for shape in (xshape, wshape)
+    )
+    K, C, k, _ = wshape
+    pad = _pads(xshape[2], k, options["stride"], options["padding"])
+    padded = F.pad(x, (*pad, *pad))
+    patches = F.unfold(padded, k, stride=options["stride"])  # (N, C·k·k, Ho·Wo)
+    patches = patches.transpose(0, 1).reshape(C * k * k, -1).contiguous()
+    weights = w.reshape(K, C * k * k).contiguous()
+    native = _native(bench_backend, case)
+    measure(
+        benchmark,
+        bench_backend,
+        lambda a, b: a @ b,
+        weights,
+        patches,
+        group=f"conv2d[{case}]",
+        impl="floor-product",
+        flops=flops,
+        rounds=1 if QUICK else 5,
+        beside=lambda: native(x, w),
+        input_shape=list(xshape),
+        weight_shape=list(wshape),
+        dtype="float32",
+        threads=_threads(bench_backend),
+    )
+
+
 def _threads(backend):
     if backend.library == "torch":
         import torch
