@@ -107,6 +107,9 @@ class TestTune:
             assert max(tiles) <= bound
             assert on_accelerator == (max(tiles) > _tune._CPU_CANDIDATE_TILE)
         assert _tune._CPU_CANDIDATE_TILE == 2**20
+        # JAX's compiled loop keeps the larger steps on a CPU too (XLA plans its buffers).
+        looped = _tune._attention_candidates((256, None, False, True), 4096, 4096, 8, False)
+        assert max(rows for rows, *_ in looped) * 4096 * 8 > _tune._CPU_CANDIDATE_TILE
 
     def test_a_second_run_checks_the_cached_plan(self, cache_dir):
         # After `tune` has stored a plan, the next one (save=False) times it among the

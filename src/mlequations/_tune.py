@@ -349,7 +349,8 @@ def _attention_candidates(
 
     Besides the rule's own plan and its halves (half the query rows, or half the
     keys, of its blocks), only those whose score tile stays within
-    ``_CANDIDATE_TILE`` elements on an accelerator, ``_CPU_CANDIDATE_TILE`` on a CPU.
+    ``_CANDIDATE_TILE`` elements on an accelerator or in JAX's compiled loop, and
+    ``_CPU_CANDIDATE_TILE`` for the eager tiles on a CPU.
     """
     looped = default[3]
     found: list[PlanTuple] = [default, accelerator_attention_plan(L, S, batch, looped)]
@@ -375,7 +376,9 @@ def _attention_candidates(
             (1024, None, True, False),
             (256, None, True, False),
         ]
-    bound = _CANDIDATE_TILE if on_accelerator else _CPU_CANDIDATE_TILE
+    # The CPU bound is for the tiles of a Python loop, allocated call by call; a JAX
+    # loop's steps live in buffers XLA plans for the whole program (not measured).
+    bound = _CANDIDATE_TILE if on_accelerator or looped else _CPU_CANDIDATE_TILE
     out: list[PlanTuple] = []
     for plan in found:
         per_tile = min(plan[0] or L, L) * (plan[1] or S) * (1 if plan[2] else batch)
