@@ -391,6 +391,12 @@ def _int(n: Any) -> int | None:
     return None if n is None else int(n)
 
 
+def _stored_plan(entry: dict[str, Any]) -> PlanTuple:
+    """An attention plan as the cache stores it (a JSON list) back as a plan tuple."""
+    rows, keys, per_element, looped = entry["plan"]
+    return (_int(rows), _int(keys), bool(per_element), bool(looped))
+
+
 def _plan_label(plan: PlanTuple) -> str:
     rows, keys, per_element, looped = plan
     if rows is None and keys is None:
@@ -422,8 +428,7 @@ def attention_plan(
         key_ = _key("attention", query, query.dtype, _attention_bucket(arrays, is_causal))
         entry = entries.get(key_)
         if entry is not None:
-            rows, keys, per_element, looped = entry["plan"]
-            return (_int(rows), _int(keys), bool(per_element), bool(looped))
+            return _stored_plan(entry)
         if mode == "auto":
             tuned = _tune_attention(arrays, is_causal, scale, enable_gqa, xp, default, 3, True)
             plan: PlanTuple = tuned.plan
@@ -453,8 +458,7 @@ def _tune_attention(
     plans = _attention_candidates(default, L, S, batch, _where(query)[1])
     before = _cached(key_)
     if before is not None:  # the cached plan is timed too, whatever the bounds
-        rows, keys, per_element, looped = before["plan"]
-        plans.append((_int(rows), _int(keys), bool(per_element), bool(looped)))
+        plans.append(_stored_plan(before))
     calls: dict[str, tuple[Any, Callable[[], Any]]] = {
         _plan_label(plan): (
             plan,
