@@ -256,8 +256,9 @@ def bench_attention_floor(benchmark, bench_backend, shape, causal):
     """The two matrix products of the default's tiles alone, beside SDPA (issue 21).
 
     The tiles of the rule's plan (``attention._choose``; on a CPU one head at a
-    time in 1024 x 512 tiles, or causal query blocks by 2048 keys over all heads,
-    each block's keys cut at its diagonal), and in each only ``Q Kᵀ`` and ``P V``:
+    time in 1024 x 512 tiles, or causal query blocks over all heads, each block's
+    keys cut at its diagonal), cut by attention's own ``_query_blocks`` and
+    ``_key_blocks``, and in each only ``Q Kᵀ`` and ``P V``:
     no softmax, no mask, no rescaling. ``extra_info["ratio_beside"]``, its time
     over SDPA's timed right before each round, is the floor under the portable
     forward's ratio to SDPA for this tiling.
@@ -266,12 +267,11 @@ def bench_attention_floor(benchmark, bench_backend, shape, causal):
         pytest.skip("the floor is measured against torch's SDPA")
     import torch
 
-    from mlequations.attention import _choose
+    from mlequations.attention import _choose, _key_blocks, _query_blocks
 
     B, H, L, E = shape
     inputs = _inputs(bench_backend, shape)
     plan = _choose(L, L, B * H, causal, None, False, bench_backend.xp)
-    rows, keys = min(plan.rows or L, L), plan.keys or L
     if plan.per_element:  # one head at a time
         q, k, v = (a.reshape(B * H, 1, L, E) for a in inputs)
     else:  # one step over all heads at once
@@ -279,12 +279,10 @@ def bench_attention_floor(benchmark, bench_backend, shape, causal):
 
     def products(q, k, v):
         for h in range(q.shape[0]):
-            for p0 in range(0, L, rows):
-                qt = q[h, ..., p0 : p0 + rows, :]
-                for c0 in range(0, p0 + rows if causal else L, keys):
-                    c1 = min(c0 + keys, p0 + rows) if causal else c0 + keys
-                    kt, vt = k[h, ..., c0:c1, :], v[h, ..., c0:c1, :]
-                    (qt @ kt.mT) @ vt
+            for p0, p1 in _query_blocks(L, plan.rows or L):
+                qt = q[h, ..., p0:p1, :]
+                for c0, c1 in _key_blocks(L, p0, p1, causal, plan.keys):
+                    (qt @ k[h, ..., c0:c1, :].mT) @ v[h, ..., c0:c1, :]
         return q
 
     sdpa = torch.nn.functional.scaled_dot_product_attention
